@@ -1,0 +1,66 @@
+"""The one Agent interface every learner in rewind implements (design.md section 3).
+
+DQN, EBU, the bandit learners, the ENAS controller and the curriculum teachers are
+all Agents, so one run loop (`rewind.agents.loop.train`) drives any of them in any
+gymnasium env and owns seeding, logging, evaluation and checkpoints.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import gymnasium as gym
+
+
+class Agent(abc.ABC):
+    """A learner driven by the run loop.
+
+    Per env step the loop calls ``act`` then ``observe`` then ``update``; the agent
+    decides inside ``update`` whether a learning step is due (train frequency,
+    learning starts) and returns the metrics of what it did (empty dict if nothing).
+
+    Subclasses set ``Config`` to a dataclass of their hyperparameters; the config
+    system fills it from presets and ``--set`` overrides.
+    """
+
+    Config: ClassVar[type | None] = None
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any = None,
+                 *, seed: int = 0, frame_stack: int = 1):
+        self.observation_space = observation_space
+        self.action_space = action_space
+        if config is None and self.Config is not None:
+            config = self.Config()
+        self.config = config
+        self.seed = seed
+        self.frame_stack = frame_stack
+
+    @abc.abstractmethod
+    def act(self, obs, explore: bool = True):
+        """Return an action for `obs`. explore=False asks for the greedy/deterministic choice."""
+
+    @abc.abstractmethod
+    def observe(self, obs, action, reward: float, next_obs, terminated: bool, truncated: bool,
+                info: dict) -> None:
+        """Record one transition (store it, update counters)."""
+
+    @abc.abstractmethod
+    def update(self) -> dict[str, float]:
+        """Do the learning step(s) that are due now; return metrics to log."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict:
+        """Everything needed to resume exactly: networks, optimizers, counters, RNG states.
+
+        Replay memory is not included; agents that have one expose it as ``self.replay``
+        (with its own state_dict) and the loop saves it when asked to.
+        """
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` returned."""
+
+    def metrics_on_episode_end(self) -> dict[str, float]:
+        """Optional extra scalars the loop logs when an episode ends (e.g. epsilon)."""
+        return {}

@@ -1,0 +1,110 @@
+"""Env factories: one `make_env(name)` for Atari, MinAtar, classic control and rewind's own envs.
+
+Names: Atari short names (`pong`, `space_invaders`) or ALE ids (`ALE/Pong-v5`); MinAtar ids
+(`MinAtar/Breakout-v1`, or `minatar-breakout`); any registered gymnasium id
+(`CartPole-v1`, `rewind/...`). Every env comes back wrapped in RecordEpisodeStatistics so
+the run loop can log episode returns the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+
+import gymnasium as gym
+
+from rewind.errors import RewindError
+
+MINATAR_GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
+
+
+def register_rewind_envs() -> None:
+    """Register rewind's own gymnasium ids (`rewind/...`). Safe to call many times."""
+    from rewind.envs import registry
+
+    registry.register_all()
+
+
+def env_kind(name: str) -> str:
+    """'atari', 'minatar' or 'gym' for an env name; raises RewindError for unknown names."""
+    from rewind.envs.atari import resolve_atari_id
+    from rewind.envs.minatar import resolve_minatar_id
+
+    register_rewind_envs()
+    if name in gym.registry and not name.startswith(("ALE/", "MinAtar/")):
+        return "gym"
+    if resolve_minatar_id(name) is not None:
+        return "minatar"
+    if resolve_atari_id(name) is not None:
+        return "atari"
+    choices = list_env_ids()
+    close = difflib.get_close_matches(name, choices, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise RewindError(f"unknown env {name!r}{hint}; `rewind envs` lists the valid ids")
+
+
+def env_config_class(name: str):
+    """The dataclass holding the `env:` config section for this env (None: no options)."""
+    kind = env_kind(name)
+    if kind == "atari":
+        from rewind.envs.atari import AtariConfig
+        return AtariConfig
+    if kind == "minatar":
+        from rewind.envs.minatar import MinAtarConfig
+        return MinAtarConfig
+    return None
+
+
+def make_env(name: str, config: dict | object | None = None, *, training: bool = True, seed: int | None = None,
+             render_mode: str | None = None) -> gym.Env:
+    """Make env `name` with options `config` (dict or the env's config dataclass).
+
+    training=False gives the evaluation version (Atari: no life-loss terminals, raw rewards).
+    """
+    from rewind.config import from_dict
+
+    kind = env_kind(name)
+    cfg_cls = env_config_class(name)
+    if cfg_cls is not None and not dataclasses.is_dataclass(config):
+        config = from_dict(cfg_cls, config or {}, "env")
+    elif cfg_cls is None and config:
+        kwargs = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+        config = kwargs
+    if kind == "atari":
+        from rewind.envs.atari import make_atari
+        env = make_atari(name, config, training=training, render_mode=render_mode)
+    elif kind == "minatar":
+        from rewind.envs.minatar import make_minatar
+        env = make_minatar(name, config, render_mode=render_mode)
+    else:
+        kwargs = dict(config or {})
+        try:
+            env = gym.make(name, render_mode=render_mode, **kwargs)
+        except TypeError as exc:
+            raise RewindError(f"env {name!r} rejected its options {sorted(kwargs)}: {exc}") from None
+        env = gym.wrappers.RecordEpisodeStatistics(env)
+    if seed is not None:
+        env.action_space.seed(seed)
+    return env
+
+
+def frame_stack_of(env: gym.Env) -> int:
+    """How many frames each observation stacks (1 if the env does not stack)."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.wrappers.FrameStackObservation):
+            return int(env.stack_size)
+        env = env.env
+    return 1
+
+
+def list_env_ids() -> list[str]:
+    """Every env name make_env accepts, short Atari names included."""
+    from rewind.envs.atari import atari_names
+    from rewind.envs.minatar import minatar_ids
+
+    register_rewind_envs()
+    classic = [k for k, spec in gym.registry.items()
+               if isinstance(spec.entry_point, str)
+               and spec.entry_point.startswith("gymnasium.envs.classic_control")]
+    own = [k for k in gym.registry if k.startswith("rewind/")]
+    return sorted(atari_names()) + sorted(atari_names().values()) + minatar_ids() + sorted(classic) + sorted(own)
