@@ -15,7 +15,6 @@ import dataclasses
 import re
 
 import gymnasium as gym
-import numpy as np
 
 from rewind.errors import RewindError
 
@@ -119,7 +118,7 @@ def make_atari(game: str, config: AtariConfig | None = None, *, training: bool =
     if training and cfg.terminal_on_life_loss:
         env = LifeLossTerminal(env)
     if training and cfg.clip_rewards:
-        env = gym.wrappers.TransformReward(env, lambda r: float(np.clip(r, -1.0, 1.0)))
+        env = gym.wrappers.ClipReward(env, -1.0, 1.0)
     if cfg.frame_stack > 1:
         env = gym.wrappers.FrameStackObservation(env, cfg.frame_stack)
     return env

@@ -12,3 +12,9 @@ def _register(env_id: str, entry_point: str, **kwargs) -> None:
 
 def register_all() -> None:
     """Register every rewind env id (idempotent)."""
+    # Supervised datasets as contextual bandits (envs/bandit.py; issue 5).
+    for name in ("digits", "wine", "iris", "breast_cancer"):
+        _register(f"rewind/bandit-{name.replace('_', '-')}-v0", "rewind.envs.bandit:ClassificationBandit",
+                  kwargs={"data": name})
+    _register("rewind/bandit-digits-longtail-v0", "rewind.envs.bandit:ClassificationBandit",
+              kwargs={"data": "digits", "imbalance": 100.0})

@@ -1,0 +1,175 @@
+"""Nature DQN (Mnih et al. 2015) with the double-DQN option (van Hasselt et al. 2016).
+
+The EBU agent subclasses this one and replaces only the replay and the learning step, so
+acting, epsilon schedule, target syncing, optimizers and checkpoints are shared.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rewind.agents.base import Agent
+from rewind.agents.networks import NETWORKS, build_q_network
+from rewind.agents.optim import OPTIMIZERS, make_optimizer
+from rewind.buffers.replay import UniformReplay
+from rewind.errors import RewindError
+
+
+@dataclasses.dataclass
+class DQNConfig:
+    network: str = "auto"            # auto | nature | minatar | mlp
+    hidden: tuple[int, ...] = (256, 256)  # MLP hidden sizes
+    optimizer: str = "adam"          # adam | rmsprop (DeepMind's) | rmsprop-torch
+    lr: float = 1e-4
+    opt_eps: float = 1.5e-4          # Adam epsilon, or RMSProp epsilon (0.01 in Nature DQN)
+    rmsprop_alpha: float = 0.95      # RMSProp decay (rho)
+    gamma: float = 0.99
+    batch_size: int = 32
+    buffer_size: int = 100_000
+    learning_starts: int = 10_000    # env steps before the first update
+    update_every: int = 4            # env steps per gradient update (Nature DQN: 4)
+    target_update_every: int = 1000  # gradient updates between target-network copies
+    double: bool = False             # double-DQN targets
+    huber_delta: float = 1.0
+    max_grad_norm: float = 0.0       # 0 disables gradient clipping
+    eps_start: float = 1.0
+    eps_end: float = 0.1
+    eps_decay_steps: int = 100_000   # linear decay over this many env steps from step 0
+    device: str = "auto"             # auto | cpu | cuda
+
+    def validate(self):
+        if self.network not in NETWORKS:
+            raise RewindError(f"agent.network must be one of {', '.join(NETWORKS)}, got {self.network!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise RewindError(f"agent.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        for name in ("batch_size", "buffer_size", "update_every", "target_update_every"):
+            if getattr(self, name) < 1:
+                raise RewindError(f"agent.{name} must be >= 1")
+        if not 0 <= self.gamma <= 1:
+            raise RewindError("agent.gamma must be in [0, 1]")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise RewindError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+
+
+class DQNAgent(Agent):
+    Config = DQNConfig
+
+    def __init__(self, observation_space, action_space, config=None, *, seed=0, frame_stack=1):
+        super().__init__(observation_space, action_space, config, seed=seed, frame_stack=frame_stack)
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise RewindError(f"{type(self).__name__} needs a Discrete action space, got {action_space}")
+        cfg = self.config
+        self.n_actions = int(action_space.n)
+        self.device = resolve_device(cfg.device)
+        with torch.random.fork_rng(devices=[]):  # network init depends on the agent seed only
+            torch.manual_seed(seed)
+            self.q = build_q_network(cfg.network, observation_space, self.n_actions, cfg.hidden).to(self.device)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.optimizer = make_optimizer(cfg.optimizer, self.q.parameters(), cfg.lr, cfg.opt_eps, cfg.rmsprop_alpha)
+        self.rng = np.random.default_rng(seed)
+        self.replay = self.make_replay()
+        self.steps = 0    # env steps observed
+        self.updates = 0  # gradient updates done
+
+    def make_replay(self):
+        return UniformReplay(self.config.buffer_size, self.observation_space.shape, self.observation_space.dtype,
+                             n_actions=self.n_actions, frame_stack=self.frame_stack)
+
+    # ------------------------------------------------------------------ acting
+    def epsilon(self) -> float:
+        cfg = self.config
+        frac = min(1.0, self.steps / max(1, cfg.eps_decay_steps))
+        return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
+
+    def greedy_action(self, obs) -> int:
+        with torch.inference_mode():
+            q = self.q(torch.as_tensor(np.asarray(obs), device=self.device).unsqueeze(0))
+        return int(q.argmax(dim=1).item())
+
+    def act(self, obs, explore: bool = True):
+        if explore and self.rng.random() < self.epsilon():
+            return int(self.rng.integers(self.n_actions))  # skip the forward pass: it is not needed
+        return self.greedy_action(obs)
+
+    def observe(self, obs, action, reward, next_obs, terminated, truncated, info) -> None:
+        self.replay.add(obs, action, reward, next_obs, terminated, truncated, info)
+        self.steps += 1
+
+    # ------------------------------------------------------------------ learning
+    def update(self) -> dict[str, float]:
+        cfg = self.config
+        if self.steps < cfg.learning_starts or self.steps % cfg.update_every:
+            return {}
+        metrics = self.learn()
+        self.updates += 1
+        if self.updates % cfg.target_update_every == 0:
+            self.sync_target()
+        metrics["epsilon"] = self.epsilon()
+        return metrics
+
+    def sync_target(self) -> None:
+        self.q_target.load_state_dict(self.q.state_dict())
+
+    def learn(self) -> dict[str, float]:
+        """One gradient step on a uniform minibatch with one-step (double) DQN targets."""
+        idx = self.replay.sample_indices(self.config.batch_size, self.rng)
+        b = self.replay.batch(idx, self.device)
+        with torch.no_grad():
+            targets = self.td_targets(b["rewards"], b["next_obs"], b["terminated"])
+        return self.gradient_step(b["obs"], b["actions"], targets)
+
+    def td_targets(self, rewards, next_obs, terminated) -> torch.Tensor:
+        next_q = self.q_target(next_obs)
+        if self.config.double:
+            best = self.q(next_obs).argmax(dim=1, keepdim=True)
+            next_v = next_q.gather(1, best).squeeze(1)
+        else:
+            next_v = next_q.max(dim=1).values
+        return rewards + self.config.gamma * (~terminated).float() * next_v
+
+    def gradient_step(self, obs, actions, targets) -> dict[str, float]:
+        """Huber loss between Q(s, a) and fixed targets; one optimizer step."""
+        q_all = self.q(obs)
+        q = q_all.gather(1, actions.view(-1, 1)).squeeze(1)
+        loss = F.huber_loss(q, targets, delta=self.config.huber_delta)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.q.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        return {"loss": loss.item(), "q_mean": q.detach().mean().item()}
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "q": self.q.state_dict(),
+            "q_target": self.q_target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "steps": self.steps,
+            "updates": self.updates,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.q.load_state_dict(state["q"])
+        self.q_target.load_state_dict(state["q_target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.steps = int(state["steps"])
+        self.updates = int(state["updates"])
+        self.rng.bit_generator.state = state["rng"]
+
+    def metrics_on_episode_end(self) -> dict[str, float]:
+        return {"epsilon": self.epsilon()}

@@ -1,0 +1,90 @@
+"""Q-networks: the Nature DQN CNN, the MinAtar CNN and an MLP, picked from the observation space."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from rewind.errors import RewindError
+
+
+class NatureCNN(nn.Module):
+    """Mnih et al. 2015: 32x8x8/4, 64x4x4/2, 64x3x3/1, 512 hidden; uint8 frames scaled by 1/255."""
+
+    def __init__(self, in_channels: int, n_actions: int, input_hw=(84, 84), scale: float = 1 / 255):
+        super().__init__()
+        self.scale = scale
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            n_flat = self.features(torch.zeros(1, in_channels, *input_hw)).shape[1]
+        self.head = nn.Sequential(nn.Linear(n_flat, 512), nn.ReLU(), nn.Linear(512, n_actions))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(obs.float() * self.scale))
+
+
+class MinAtarCNN(nn.Module):
+    """Young & Tian 2019: one 16x3x3 conv, 128 hidden units."""
+
+    def __init__(self, in_channels: int, n_actions: int, input_hw=(10, 10), scale: float = 1.0):
+        super().__init__()
+        self.scale = scale
+        h, w = input_hw
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, 16, 3, stride=1), nn.ReLU(), nn.Flatten(),
+            nn.Linear(16 * (h - 2) * (w - 2), 128), nn.ReLU(), nn.Linear(128, n_actions),
+        )
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.float() * self.scale)
+
+
+class MLP(nn.Module):
+    """Fully connected Q-network for vector (or flattened) observations."""
+
+    def __init__(self, in_features: int, n_actions: int, hidden=(256, 256), scale: float = 1.0):
+        super().__init__()
+        self.scale = scale
+        layers, width = [nn.Flatten()], in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, n_actions))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.float() * self.scale)
+
+
+NETWORKS = ("auto", "nature", "minatar", "mlp")
+
+
+def _scale_for(space: gym.spaces.Box) -> float:
+    """uint8 pixels in [0, 255] are scaled to [0, 1]; anything else is fed as is."""
+    if space.dtype == np.uint8 and np.all(space.high == 255):
+        return 1 / 255
+    return 1.0
+
+
+def build_q_network(kind: str, observation_space: gym.Space, n_actions: int, hidden=(256, 256)) -> nn.Module:
+    """A Q-network for this observation space. kind 'auto': image -> CNN by size, vector -> MLP."""
+    if not isinstance(observation_space, gym.spaces.Box):
+        raise RewindError(f"Q-networks need Box observations, got {observation_space}")
+    shape = observation_space.shape
+    scale = _scale_for(observation_space)
+    if kind == "auto":
+        kind = ("nature" if shape[-1] >= 36 else "minatar") if len(shape) == 3 else "mlp"
+    if kind == "nature":
+        return NatureCNN(shape[0], n_actions, shape[1:], scale)
+    if kind == "minatar":
+        return MinAtarCNN(shape[0], n_actions, shape[1:], scale)
+    if kind == "mlp":
+        return MLP(int(np.prod(shape)), n_actions, tuple(hidden), scale)
+    raise RewindError(f"unknown network {kind!r}; choose from: {', '.join(NETWORKS)}")

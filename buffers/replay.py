@@ -1,0 +1,180 @@
+"""Replay memory that stores every frame once and rebuilds frame stacks by index.
+
+Layout: slot p (absolute index; array row p % capacity) holds the newest frame of state
+s_t together with a_t, r_t and the flags of that transition. s_{t+1} is slot p+1. When an
+episode ends, one extra slot holds the newest frame of the final observation and is
+marked invalid as a transition start. Every slot also records the absolute index where
+its episode began, so a stack of k frames is slots max(p-k+1 .. p, start): frames before
+the episode start repeat the first frame (as gymnasium's FrameStackObservation pads), and
+a stack never mixes two episodes.
+
+Memory for 84x84 Atari frames: one uint8 frame per transition plus ~15 bytes of
+metadata (action, reward, flags, episode start), not 2 x 4 stacked frames.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from rewind.errors import RewindError
+
+
+class ReplayStorage:
+    """Circular transition storage shared by the uniform and the episodic buffers."""
+
+    def __init__(self, capacity: int, obs_shape: tuple, obs_dtype, n_actions: int | None = None,
+                 frame_stack: int = 1, action_shape: tuple = (), action_dtype=None):
+        if capacity < 2:
+            raise RewindError(f"replay capacity must be >= 2, got {capacity}")
+        self.capacity = int(capacity)
+        self.frame_stack = int(frame_stack)
+        obs_shape = tuple(obs_shape)
+        if self.frame_stack > 1:
+            if obs_shape[0] != self.frame_stack:
+                raise RewindError(f"frame_stack={frame_stack} but observations have shape {obs_shape}")
+            self.frame_shape = obs_shape[1:]
+        else:
+            self.frame_shape = obs_shape
+        self.obs_shape = obs_shape
+        if action_dtype is None:
+            action_dtype = np.uint8 if (n_actions is not None and n_actions <= 255) else np.int64
+        n = self.capacity
+        # np.zeros maps pages lazily: a 1M-frame Atari buffer costs memory only as it fills.
+        self.frames = np.zeros((n, *self.frame_shape), dtype=obs_dtype)
+        self.actions = np.zeros((n, *action_shape), dtype=action_dtype)
+        self.rewards = np.zeros(n, dtype=np.float32)
+        self.terminated = np.zeros(n, dtype=bool)   # s_{t+1} is terminal: no bootstrap
+        self.truncated = np.zeros(n, dtype=bool)    # episode cut by a time limit: bootstrap
+        self.life_loss = np.zeros(n, dtype=bool)    # terminated because a life was lost (Atari)
+        self.valid = np.zeros(n, dtype=bool)        # slot starts a transition (not a final-obs slot)
+        self.start = np.zeros(n, dtype=np.int64)    # absolute index of the episode's first slot
+        self.total = 0            # absolute slots written so far
+        self.transitions = 0      # transitions added so far
+        self._episode_start = -1  # absolute start of the running episode, -1 between episodes
+
+    # ------------------------------------------------------------------ writing
+    def _frame(self, obs) -> np.ndarray:
+        obs = np.asarray(obs)
+        return obs[-1] if self.frame_stack > 1 else obs
+
+    def _write(self, frame, action, reward, terminated, truncated, life_loss, valid) -> int:
+        p = self.total
+        i = p % self.capacity
+        self.frames[i] = frame
+        self.actions[i] = action
+        self.rewards[i] = reward
+        self.terminated[i] = terminated
+        self.truncated[i] = truncated
+        self.life_loss[i] = life_loss
+        self.valid[i] = valid
+        self.start[i] = self._episode_start
+        self.total = p + 1
+        return p
+
+    def add(self, obs, action, reward, next_obs, terminated, truncated, info=None) -> int:
+        """Store one transition; returns its absolute index."""
+        if self._episode_start < 0:
+            self._episode_start = self.total
+        life_loss = bool(info.get("life_loss", False)) if info else False
+        p = self._write(self._frame(obs), action, reward, terminated, truncated, life_loss, True)
+        self.transitions += 1
+        if terminated or truncated:
+            self._write(self._frame(next_obs), 0, 0.0, False, False, False, False)
+            self._episode_start = -1
+            self._on_episode_end(self._episode_start_of(p), p)
+        return p
+
+    def _episode_start_of(self, p: int) -> int:
+        return int(self.start[p % self.capacity])
+
+    def _on_episode_end(self, start: int, last: int) -> None:
+        """Hook for the episodic buffer: an episode spanning slots start..last was completed."""
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def oldest(self) -> int:
+        """Smallest absolute index still stored."""
+        return max(0, self.total - self.capacity)
+
+    def __len__(self) -> int:
+        return min(self.total, self.capacity)
+
+    def is_valid(self, p: np.ndarray) -> np.ndarray:
+        """Which absolute indexes p are sampleable transitions (next frame stored, stack intact)."""
+        i = p % self.capacity
+        first_needed = np.maximum(p - (self.frame_stack - 1), self.start[i])
+        return (self.valid[i] & (p + 1 < self.total) & (p >= self.oldest) & (first_needed >= self.oldest))
+
+    def _stack_index(self, p: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """Row indexes of the frames that make up the state at absolute index p: (B, k) or (B,)."""
+        if self.frame_stack == 1:
+            return p % self.capacity
+        offsets = np.arange(-(self.frame_stack - 1), 1)
+        q = np.maximum(p[:, None] + offsets[None, :], start[:, None])
+        return q % self.capacity
+
+    def states(self, p: np.ndarray) -> np.ndarray:
+        """Observations s_t for absolute indexes p, rebuilt from single frames."""
+        p = np.asarray(p, dtype=np.int64)
+        return self.frames[self._stack_index(p, self.start[p % self.capacity])]
+
+    def next_states(self, p: np.ndarray) -> np.ndarray:
+        """Observations s_{t+1} for absolute indexes p (same episode, so same start)."""
+        p = np.asarray(p, dtype=np.int64)
+        return self.frames[self._stack_index(p + 1, self.start[p % self.capacity])]
+
+    def batch(self, p: np.ndarray, device="cpu") -> dict[str, torch.Tensor]:
+        """Transitions at absolute indexes p as torch tensors (obs stay in their stored dtype)."""
+        p = np.asarray(p, dtype=np.int64)
+        i = p % self.capacity
+        return {
+            "obs": torch.from_numpy(self.states(p)).to(device),
+            "actions": torch.from_numpy(self.actions[i].astype(np.int64)).to(device),
+            "rewards": torch.from_numpy(self.rewards[i]).to(device),
+            "next_obs": torch.from_numpy(self.next_states(p)).to(device),
+            "terminated": torch.from_numpy(self.terminated[i]).to(device),
+        }
+
+    def nbytes(self) -> int:
+        arrays = (self.frames, self.actions, self.rewards, self.terminated, self.truncated,
+                  self.life_loss, self.valid, self.start)
+        return sum(a.nbytes for a in arrays)
+
+    # ------------------------------------------------------------------ checkpoints
+    _ARRAYS = ("frames", "actions", "rewards", "terminated", "truncated", "life_loss", "valid", "start")
+
+    def state_dict(self) -> dict:
+        n = len(self)  # only the filled part; tensors share memory with the arrays (no copy)
+        out = {name: torch.from_numpy(getattr(self, name)[:n]) for name in self._ARRAYS}
+        out.update(total=self.total, transitions=self.transitions, episode_start=self._episode_start,
+                   capacity=self.capacity)
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["capacity"] != self.capacity:
+            raise RewindError(f"checkpoint replay has capacity {state['capacity']}, config asks {self.capacity}")
+        for name in self._ARRAYS:
+            data = state[name]
+            data = data.numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
+            getattr(self, name)[: len(data)] = data
+        self.total = int(state["total"])
+        self.transitions = int(state["transitions"])
+        self._episode_start = int(state["episode_start"])
+
+
+class UniformReplay(ReplayStorage):
+    """Uniform sampling over stored transitions (Nature DQN)."""
+
+    def sample_indices(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        low, high = self.oldest, self.total - 1  # p + 1 must exist
+        if high <= low:
+            raise RewindError("replay holds no complete transition yet; raise learning_starts")
+        p = rng.integers(low, high, size=batch_size)
+        bad = ~self.is_valid(p)
+        for _ in range(100):  # invalid slots are rare (episode ends, stacks cut by wraparound)
+            if not bad.any():
+                return p
+            p[bad] = rng.integers(low, high, size=int(bad.sum()))
+            bad = ~self.is_valid(p)
+        raise RewindError("replay could not find valid transitions; is learning_starts larger than one episode?")
