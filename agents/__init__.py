@@ -13,6 +13,13 @@ from rewind.errors import RewindError
 
 AGENTS: dict[str, str] = {
     "dqn": "rewind.agents.dqn:DQNAgent",
+    "eps-greedy-linear": "rewind.agents.bandit_linear:EpsGreedyLinearAgent",
+    "linucb": "rewind.agents.bandit_linear:LinUCBAgent",
+    "regcb": "rewind.agents.bandit_linear:RegCBAgent",
+    "eps-greedy-neural": "rewind.agents.bandit_neural:EpsGreedyNeuralAgent",
+    "bootstrap-ts": "rewind.agents.bandit_neural:BootstrapTSAgent",
+    "softmax-pg": "rewind.agents.bandit_neural:SoftmaxPGAgent",
+    "supervised": "rewind.agents.bandit_neural:SupervisedAgent",
 }
 
 

@@ -1,0 +1,342 @@
+"""Neural contextual-bandit learners and the full-information upper bound.
+
+All keep the history of (x, a, r) in a preallocated ring (``self.replay``) and take
+``updates_per_step`` Adam steps per example on a minibatch that always holds the newest
+example plus uniform draws from the history (Riquelme, Tucker, Snoek 2018 train neural
+bandits on their whole history the same way).
+
+- eps-greedy-neural: an MLP predicts every arm's reward; greedy with uniform exploration.
+- bootstrap-ts: an ensemble of MLPs, each trained on a Poisson(1) (or Bernoulli) bootstrap
+  of the history; each step acts greedily on one member drawn at random, i.e. Thompson
+  sampling from the bootstrap posterior (Osband et al. 2016; the bake-off's "bag").
+- softmax-pg: a softmax policy trained on-policy by REINFORCE with a moving-average baseline.
+- supervised: the full-information learner; reads info["label"] (env full_feedback=true)
+  and minimises cross-entropy (or a class-balanced loss) on the true class: an upper bound
+  for what any bandit learner can reach on the same stream.
+
+Class-balanced weighting (``cb_beta`` > 0, Cui et al. 2019) uses the class counts seen so
+far. The supervised learner knows them; bandit learners estimate them by inverse propensity
+(count[a] += r / p(a)) and weight the examples whose reward says "a is the class" (r > 0)
+by w[a]; examples with r = 0 do not reveal the class and keep weight 1 (a documented choice).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rewind.agents.bandit import BanditAgent
+from rewind.agents.class_balanced import LOSS_KINDS, class_balanced_loss, effective_number_weights
+from rewind.errors import RewindError
+
+
+class History:
+    """Ring of (x, a, r, label, bootstrap weights); the agent's replay memory."""
+
+    def __init__(self, capacity: int, dim: int, n_heads: int = 0):
+        self.x = np.zeros((capacity, dim), dtype=np.float32)
+        self.a = np.zeros(capacity, dtype=np.int64)
+        self.r = np.zeros(capacity, dtype=np.float32)
+        self.label = np.zeros(capacity, dtype=np.int64)
+        self.w = np.zeros((capacity, n_heads), dtype=np.float32)
+        self.capacity, self.size, self.pos = capacity, 0, 0
+
+    def add(self, x, a, r, label=0, w=None) -> int:
+        i = self.pos
+        self.x[i], self.a[i], self.r[i], self.label[i] = x, a, r, label
+        if w is not None:
+            self.w[i] = w
+        self.pos = (i + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+        return i
+
+    def batch_indices(self, newest: int, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        """The newest example plus batch_size - 1 uniform draws from the history."""
+        if self.size <= 1 or batch_size <= 1:
+            return np.array([newest])
+        return np.concatenate(([newest], rng.integers(0, self.size, batch_size - 1)))
+
+    def state_dict(self) -> dict:
+        n = self.size
+        return {"x": self.x[:n].copy(), "a": self.a[:n].copy(), "r": self.r[:n].copy(),
+                "label": self.label[:n].copy(), "w": self.w[:n].copy(), "pos": self.pos}
+
+    def load_state_dict(self, s: dict) -> None:
+        n = len(s["a"])
+        self.x[:n], self.a[:n], self.r[:n], self.label[:n], self.w[:n] = s["x"], s["a"], s["r"], s["label"], s["w"]
+        self.size, self.pos = n, int(s["pos"])
+
+
+class EnsembleMLP(nn.Module):
+    """E independent MLPs evaluated in one batched matmul per layer (E = 1: a plain MLP)."""
+
+    def __init__(self, n_in: int, hidden: tuple[int, ...], n_out: int, members: int = 1):
+        super().__init__()
+        sizes = [n_in, *hidden, n_out]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            bound = 1.0 / math.sqrt(fan_in)   # nn.Linear's default init range
+            self.weights.append(nn.Parameter(torch.empty(members, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(members, 1, fan_out).uniform_(-bound, bound)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, n_in) -> (E, B, n_out)."""
+        weights, biases = list(self.weights), list(self.biases)   # one lookup, not one per layer
+        h = x.unsqueeze(0).expand(weights[0].shape[0], -1, -1)
+        last = len(weights) - 1
+        for i, (w, b) in enumerate(zip(weights, biases)):
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = torch.relu(h)
+        return h
+
+
+@dataclasses.dataclass
+class NeuralConfig:
+    hidden: tuple[int, ...] = (64,)
+    lr: float = 1e-3
+    batch_size: int = 32
+    updates_per_step: int = 1
+    buffer_size: int = 100_000
+    cb_beta: float = 0.0        # class-balanced weights (Cui et al. 2019); 0 = plain loss
+    cb_loss: str = "sigmoid"    # bandit learners: "sigmoid" (BCE on the chosen arm) or "focal"
+    focal_gamma: float = 2.0
+
+    _loss_kinds = ("sigmoid", "focal")   # class attribute, not a field: kinds this learner supports
+
+    def validate(self):
+        if any(h < 1 for h in self.hidden):
+            raise RewindError(f"agent.hidden sizes must be >= 1, got {list(self.hidden)}")
+        if self.lr <= 0 or self.batch_size < 1 or self.updates_per_step < 0 or self.buffer_size < 1:
+            raise RewindError("agent.lr must be > 0, batch_size and buffer_size >= 1, updates_per_step >= 0")
+        if not 0.0 <= self.cb_beta < 1.0:
+            raise RewindError(f"agent.cb_beta must be in [0, 1) (0 = no class balancing), got {self.cb_beta}")
+        if self.cb_loss not in self._loss_kinds:
+            raise RewindError(f"agent.cb_loss must be one of {', '.join(self._loss_kinds)}, got {self.cb_loss!r}")
+
+
+class _NeuralBandit(BanditAgent):
+    members = 1
+
+    def __init__(self, observation_space, action_space, config=None, *, seed=0, frame_stack=1):
+        super().__init__(observation_space, action_space, config, seed=seed, frame_stack=frame_stack)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = EnsembleMLP(self.dim, tuple(self.config.hidden), self.n_arms, self._members())
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=self.config.lr, foreach=True)
+        self.replay = History(self.config.buffer_size, self.dim, self._members())
+        self.counts = np.zeros(self.n_arms)   # (estimated) class counts for class balancing
+
+    def _members(self) -> int:
+        return 1
+
+    @torch.inference_mode()
+    def _predict(self, obs) -> torch.Tensor:
+        return self.net(torch.from_numpy(self._context(obs)).unsqueeze(0))[:, 0]   # (E, K)
+
+    def _class_weights(self) -> torch.Tensor | None:
+        if self.config.cb_beta == 0.0:
+            return None
+        return torch.as_tensor(effective_number_weights(self.counts, self.config.cb_beta), dtype=torch.float32)
+
+    def _chosen_arm_loss(self, logits, a, r, sample_w):
+        """Loss of the chosen arm's predicted reward; logits (E, B, K), sample_w (E, B)."""
+        z = logits.gather(2, a.expand(logits.shape[0], -1).unsqueeze(2)).squeeze(2)
+        target = r.expand_as(z)
+        loss = F.binary_cross_entropy_with_logits(z, target, reduction="none")
+        if self.config.cb_loss == "focal":
+            p = torch.sigmoid(z)
+            pt = p * target + (1 - p) * (1 - target)
+            loss = (1 - pt).pow(self.config.focal_gamma) * loss
+        return (loss * sample_w).sum() / sample_w.shape[1] / sample_w.shape[0]
+
+    def _train(self, newest: int) -> dict[str, float]:
+        loss_val = 0.0
+        w_cls = self._class_weights()
+        for _ in range(self.config.updates_per_step):
+            idx = self.replay.batch_indices(newest, self.config.batch_size, self.rng)
+            x = torch.from_numpy(self.replay.x[idx])
+            a = torch.from_numpy(self.replay.a[idx]).unsqueeze(0)
+            r = torch.from_numpy(self.replay.r[idx]).unsqueeze(0)
+            sw = torch.from_numpy(self.replay.w[idx].T) if self._members() > 1 else torch.ones(1, len(idx))
+            if w_cls is not None:
+                sw = sw * torch.where(r > 0, w_cls[a], torch.ones_like(r))
+            loss = self._chosen_arm_loss(self.net(x), a, r, sw)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            loss_val = loss.item()
+        return {"loss": loss_val}
+
+    def _learn(self, x, a, r, p, label):
+        if r > 0:
+            self.counts[a] += r / max(p, 1e-6)
+        i = self.replay.add(x, a, r, 0, self._bootstrap_weights())
+        return self._train(i)
+
+    def _bootstrap_weights(self):
+        return None
+
+    def state_dict(self) -> dict:
+        return {**self._base_state(), "net": self.net.state_dict(), "opt": self.opt.state_dict(),
+                "counts": self.counts.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._load_base(state)
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.counts = np.array(state["counts"], dtype=np.float64)
+
+
+class EpsGreedyNeuralAgent(_NeuralBandit):
+    """An MLP predicts each arm's reward (sigmoid outputs); greedy plus epsilon-uniform."""
+
+    @dataclasses.dataclass
+    class Config(NeuralConfig):
+        epsilon: float = 0.05
+
+        def validate(self):
+            super().validate()
+            if not 0.0 <= self.epsilon <= 1.0:
+                raise RewindError(f"agent.epsilon must be in [0, 1], got {self.epsilon}")
+
+    def act(self, obs, explore: bool = True):
+        q = self._predict(obs)[0].numpy()
+        greedy = int(np.argmax(q))
+        eps = self.config.epsilon if explore else 0.0
+        a = int(self.rng.integers(self.n_arms)) if self.rng.random() < eps else greedy
+        self._last_prob = eps / self.n_arms + (1.0 - eps) * (a == greedy)
+        return a
+
+
+class BootstrapTSAgent(_NeuralBandit):
+    """Thompson sampling from a bootstrapped ensemble: act greedily on one random member."""
+
+    @dataclasses.dataclass
+    class Config(NeuralConfig):
+        ensemble: int = 5             # VW's --bag 5 in the comparison
+        bootstrap: str = "poisson"    # online bootstrap weights: Poisson(1) (Oza 2005) or Bernoulli(0.5)
+
+        def validate(self):
+            super().validate()
+            if self.ensemble < 1:
+                raise RewindError(f"agent.ensemble must be >= 1, got {self.ensemble}")
+            if self.bootstrap not in ("poisson", "bernoulli"):
+                raise RewindError(f"agent.bootstrap must be 'poisson' or 'bernoulli', got {self.bootstrap!r}")
+
+    def _members(self) -> int:
+        return self.config.ensemble
+
+    def _bootstrap_weights(self):
+        e = self.config.ensemble
+        if self.config.bootstrap == "poisson":
+            return self.rng.poisson(1.0, e).astype(np.float32)
+        return (self.rng.random(e) < 0.5).astype(np.float32) * 2.0
+
+    def act(self, obs, explore: bool = True):
+        q = torch.sigmoid(self._predict(obs)).numpy()     # (E, K)
+        if not explore:
+            self._last_prob = 1.0
+            return int(np.argmax(q.mean(0)))
+        votes = np.argmax(q, axis=1)
+        a = int(votes[self.rng.integers(len(votes))])
+        self._last_prob = float(np.mean(votes == a))
+        return a
+
+
+class SoftmaxPGAgent(BanditAgent):
+    """Softmax policy pi(a|x) trained on-policy by REINFORCE: grad (r - b) log pi(a|x) + entropy."""
+
+    @dataclasses.dataclass
+    class Config:
+        hidden: tuple[int, ...] = (64,)
+        lr: float = 3e-3
+        baseline_decay: float = 0.99   # moving-average baseline b
+        entropy_coef: float = 0.0
+
+        def validate(self):
+            if self.lr <= 0 or not 0.0 <= self.baseline_decay < 1.0 or self.entropy_coef < 0:
+                raise RewindError("agent.lr must be > 0, baseline_decay in [0, 1), entropy_coef >= 0")
+
+    def __init__(self, observation_space, action_space, config=None, *, seed=0, frame_stack=1):
+        super().__init__(observation_space, action_space, config, seed=seed, frame_stack=frame_stack)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = EnsembleMLP(self.dim, tuple(self.config.hidden), self.n_arms, 1)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=self.config.lr, foreach=True)
+        self.baseline = 0.0
+
+    def act(self, obs, explore: bool = True):
+        with torch.no_grad():
+            logits = self.net(torch.from_numpy(self._context(obs)).unsqueeze(0))[0, 0]
+        if not explore:
+            self._last_prob = 1.0
+            return int(torch.argmax(logits))
+        p = torch.softmax(logits.double(), 0).numpy()
+        a = int(self.rng.choice(self.n_arms, p=p / p.sum()))
+        self._last_prob = float(p[a])
+        return a
+
+    def _learn(self, x, a, r, p, label):
+        logits = self.net(torch.from_numpy(x).unsqueeze(0))[0, 0]
+        logp = torch.log_softmax(logits, 0)
+        adv = r - self.baseline
+        loss = -adv * logp[a]
+        if self.config.entropy_coef:
+            loss = loss + self.config.entropy_coef * (logp.exp() * logp).sum()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.baseline = self.config.baseline_decay * self.baseline + (1 - self.config.baseline_decay) * r
+        return {"loss": loss.item(), "baseline": self.baseline}
+
+    def state_dict(self) -> dict:
+        return {**self._base_state(), "net": self.net.state_dict(), "opt": self.opt.state_dict(),
+                "baseline": self.baseline}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._load_base(state)
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.baseline = float(state["baseline"])
+
+
+class SupervisedAgent(_NeuralBandit):
+    """Full information: learns from the true label (env full_feedback=true), acts greedily."""
+
+    uses_label = True
+
+    @dataclasses.dataclass
+    class Config(NeuralConfig):
+        cb_loss: str = "softmax"    # "softmax" CE, "sigmoid" one-vs-all BCE, or "focal"
+
+        _loss_kinds = LOSS_KINDS
+
+    def act(self, obs, explore: bool = True):
+        self._last_prob = 1.0
+        return int(torch.argmax(self._predict(obs)[0]))
+
+    def _learn(self, x, a, r, p, label):
+        label = int(label)
+        if not 0 <= label < self.n_arms:
+            raise RewindError(f"label {label} outside the {self.n_arms} arms: dataset and action space disagree")
+        self.counts[label] += 1
+        i = self.replay.add(x, a, r, label)
+        w_cls = self._class_weights()
+        loss_val = 0.0
+        for _ in range(self.config.updates_per_step):
+            idx = self.replay.batch_indices(i, self.config.batch_size, self.rng)
+            logits = self.net(torch.from_numpy(self.replay.x[idx]))[0]
+            loss = class_balanced_loss(logits, torch.from_numpy(self.replay.label[idx]), w_cls,
+                                       self.config.cb_loss, self.config.focal_gamma)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            loss_val = loss.item()
+        return {"loss": loss_val}
