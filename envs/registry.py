@@ -18,3 +18,11 @@ def register_all() -> None:
                   kwargs={"data": name})
     _register("rewind/bandit-digits-longtail-v0", "rewind.envs.bandit:ClassificationBandit",
               kwargs={"data": "digits", "imbalance": 100.0})
+    # The EBU paper's digit maze (envs/maze.py; issue 3). Options via kwargs: size, density,
+    # stochastic, random_action_prob, maze_seed, max_steps, observation ("digits" | "index").
+    _register("rewind/maze-v0", "rewind.envs.maze:DigitMazeEnv")
+    for density in (20, 50):
+        _register(f"rewind/maze-d{density}-v0", "rewind.envs.maze:DigitMazeEnv",
+                  kwargs={"density": density / 100})
+        _register(f"rewind/maze-d{density}-stoch-v0", "rewind.envs.maze:DigitMazeEnv",
+                  kwargs={"density": density / 100, "stochastic": True})
