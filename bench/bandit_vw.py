@@ -33,12 +33,22 @@ DATASETS = {   # table column -> env id
     "breast_cancer": "rewind/bandit-breast-cancer-v0",
     "digits-longtail": "rewind/bandit-digits-longtail-v0",
 }
-REWIND_AGENTS = ("eps-greedy-linear", "linucb", "regcb", "eps-greedy-neural", "bootstrap-ts",
-                 "softmax-pg", "supervised")
-VW_LEARNERS = {   # name -> VW arguments after "--cb_explore K"
+REWIND_AGENTS = {   # table row -> (agent name, config overrides); defaults unless the label says
+    "greedy-linear": ("eps-greedy-linear", {"epsilon": 0.0}),
+    "eps-greedy-linear": ("eps-greedy-linear", {}),
+    "linucb": ("linucb", {}),
+    "linucb alpha=0.1": ("linucb", {"alpha": 0.1}),
+    "regcb": ("regcb", {}),
+    "eps-greedy-neural": ("eps-greedy-neural", {}),
+    "bootstrap-ts": ("bootstrap-ts", {}),
+    "softmax-pg": ("softmax-pg", {}),
+    "supervised": ("supervised", {}),
+}
+VW_LEARNERS = {   # table row -> VW arguments after "--cb_explore K"
+    "vw-greedy": "--epsilon 0",
     "vw-epsilon": "--epsilon 0.05",
     "vw-bag": "--bag 5",
-    "vw-cover": "--cover 4",
+    "vw-cover": "--cover 4 --psi 0.1 --nounif",   # the bake-off's cover setting; VW's psi=1 default is far worse here
 }
 
 
@@ -126,7 +136,8 @@ def make_learner(name: str, env, seed: int):
 
     if name in VW_LEARNERS:
         return VWAgent(env.observation_space, env.action_space, VWAgent.Config(VW_LEARNERS[name]), seed=seed)
-    return make_agent(name, env, {}, seed=seed)
+    agent, cfg = REWIND_AGENTS[name]
+    return make_agent(agent, env, cfg, seed=seed)
 
 
 def bench(datasets, agents, seeds: int, passes: float, log=print):
@@ -197,10 +208,8 @@ def main(argv=None) -> int:
     p.add_argument("--agents", nargs="+", default=list(REWIND_AGENTS) + list(VW_LEARNERS))
     p.add_argument("--out", default=str(RESULTS_DIR / "pv_loss.md"), help="Markdown file ('' to skip)")
     args = p.parse_args(argv)
-    from rewind.agents import AGENTS
-
     for a in args.agents:
-        if a not in AGENTS and a not in VW_LEARNERS:
+        if a not in REWIND_AGENTS and a not in VW_LEARNERS:
             print(f"error: unknown learner {a!r}; choose from {', '.join(list(REWIND_AGENTS) + list(VW_LEARNERS))}",
                   file=sys.stderr)
             return 2
