@@ -94,6 +94,16 @@ class _Stream:
         return out
 
 
+def next_chunk(streams1, streams2, switch_at, pos: int, chunk: int) -> np.ndarray:
+    """(M, chunk) example indices for sample positions pos .. pos+chunk-1 of every model:
+    phase-1 stream before the model's switch position, phase-2 stream from it on."""
+    rows = []
+    for s1, s2, sw in zip(streams1, streams2, switch_at):
+        n1 = int(np.clip(sw - pos, 0, chunk))
+        rows.append(np.concatenate([s1.take(n1), s2.take(chunk - n1)]))
+    return np.stack(rows)
+
+
 class BatchedMLP:
     """M independent MLPs evaluated with bmm; weights (M, fan_in, fan_out), Glorot-uniform init."""
 
@@ -183,12 +193,8 @@ def run(args) -> dict:
     bar = tqdm(total=n_steps, desc="switch-epoch", unit="step", disable=args.no_progress, mininterval=2)
     for step in range(n_steps):
         if idx_buf.shape[1] < args.batch:
-            rows = []
-            for m in range(M):
-                n1 = int(np.clip(switch_at[m] - pos, 0, chunk))
-                rows.append(np.concatenate([streams1[m].take(n1), streams2[m].take(chunk - n1)]))
+            idx_buf = np.concatenate([idx_buf, next_chunk(streams1, streams2, switch_at, pos, chunk)], axis=1)
             pos += chunk
-            idx_buf = np.concatenate([idx_buf, np.stack(rows)], axis=1)
         idx, idx_buf = torch.from_numpy(idx_buf[:, :args.batch]), idx_buf[:, args.batch:]
         logits = net(pool_x[idx])
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 3), pool_y[idx].reshape(-1),
