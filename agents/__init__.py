@@ -13,6 +13,8 @@ from rewind.errors import RewindError
 
 AGENTS: dict[str, str] = {
     "dqn": "rewind.agents.dqn:DQNAgent",
+    "ebu": "rewind.agents.ebu:EBUAgent",
+    "ebu-adaptive": "rewind.agents.ebu:AdaptiveEBUAgent",
     "tabular-ebu": "rewind.agents.tabular:TabularEBUAgent",
     "tabular-q": "rewind.agents.tabular:TabularQAgent",
     "eps-greedy-linear": "rewind.agents.bandit_linear:EpsGreedyLinearAgent",

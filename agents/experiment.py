@@ -27,6 +27,12 @@ DEFAULT_PRESETS = {
     ("dqn", "atari"): "dqn_nature",
     ("dqn", "minatar"): "dqn_minatar",
     ("dqn", "gym"): "dqn_classic",
+    ("ebu", "atari"): "ebu_atari",
+    ("ebu", "minatar"): "ebu_minatar",
+    ("ebu", "gym"): "ebu_classic",
+    ("ebu-adaptive", "atari"): "ebu_atari",
+    ("ebu-adaptive", "minatar"): "ebu_minatar",
+    ("ebu-adaptive", "gym"): "ebu_classic",
 }
 
 

@@ -48,9 +48,11 @@ OPTIMIZERS = ("adam", "rmsprop", "rmsprop-torch")
 def make_optimizer(name: str, params, lr: float, eps: float, alpha: float = 0.95):
     """'rmsprop': DeepMind's; 'rmsprop-torch': torch's centered RMSprop; 'adam'."""
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, eps=eps)
+        # fused: one kernel for all parameters; torch's default single-tensor Adam costs ~5 ms
+        # per Nature-CNN update on CPU, a quarter of the whole update.
+        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
     if name == "rmsprop":
         return DeepMindRMSprop(params, lr=lr, alpha=alpha, eps=eps)
     if name == "rmsprop-torch":
-        return torch.optim.RMSprop(params, lr=lr, alpha=alpha, eps=eps, centered=True)
+        return torch.optim.RMSprop(params, lr=lr, alpha=alpha, eps=eps, centered=True, foreach=True)
     raise RewindError(f"unknown optimizer {name!r}; choose from: {', '.join(OPTIMIZERS)}")

@@ -125,14 +125,26 @@ class ReplayStorage:
         return self.frames[self._stack_index(p + 1, self.start[p % self.capacity])]
 
     def batch(self, p: np.ndarray, device="cpu") -> dict[str, torch.Tensor]:
-        """Transitions at absolute indexes p as torch tensors (obs stay in their stored dtype)."""
+        """Transitions at absolute indexes p as torch tensors (obs stay in their stored dtype).
+
+        With stacked frames, s_t and s_{t+1} share k-1 frames: one gather of k+1 frames per
+        transition serves both (as views), half the copying of two separate gathers.
+        """
         p = np.asarray(p, dtype=np.int64)
         i = p % self.capacity
+        if self.frame_stack > 1:
+            offsets = np.arange(-(self.frame_stack - 1), 2)
+            rows = np.maximum(p[:, None] + offsets[None, :], self.start[i][:, None]) % self.capacity
+            frames = torch.from_numpy(self.frames[rows]).to(device)
+            obs, next_obs = frames[:, :-1], frames[:, 1:]
+        else:
+            obs = torch.from_numpy(self.frames[i]).to(device)
+            next_obs = torch.from_numpy(self.frames[(p + 1) % self.capacity]).to(device)
         return {
-            "obs": torch.from_numpy(self.states(p)).to(device),
+            "obs": obs,
             "actions": torch.from_numpy(self.actions[i].astype(np.int64)).to(device),
             "rewards": torch.from_numpy(self.rewards[i]).to(device),
-            "next_obs": torch.from_numpy(self.next_states(p)).to(device),
+            "next_obs": next_obs,
             "terminated": torch.from_numpy(self.terminated[i]).to(device),
         }
 

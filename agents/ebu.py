@@ -1,0 +1,211 @@
+"""Episodic Backward Update (Lee, Choi, Chung, NeurIPS 2019), as in the authors' Atari code.
+
+Per update: take the next `batch_size` transitions from a queue of (transition, target)
+pairs. When the queue runs short, sample one whole episode uniformly from the episodic
+replay, run the target network over all its next states (in chunks), compute all targets
+at once with the backward recursion (`backward_targets`), and append the episode's
+transitions to the queue *from the terminal backward*. Minibatches are therefore
+consecutive transitions, nearest the terminal first, and the last partial minibatch of an
+episode is padded with the first transitions of the next sampled episode, as the authors do.
+
+Adaptive diffusion factor (`ebu-adaptive`): K learners with different beta share the
+replay, the target network and one actor; the actor uses learner (episode index mod K)
+for each episode; every target sync, the learner with the best mean training return since
+the last sync is copied into all learners and into the target network. Our choices, since
+the released code has none: betas (0.25, 0.5, 0.75, 1.0) by default; "training return" is
+the undiscounted return of the agent's episodes (per life on Atari, clipped rewards);
+optimizer states are copied with the parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import torch
+
+from rewind.agents.dqn import DQNAgent, DQNConfig
+from rewind.agents.optim import make_optimizer
+from rewind.buffers.backward import backward_targets
+from rewind.buffers.episodic import EpisodicReplayBuffer
+from rewind.errors import RewindError
+
+
+@dataclasses.dataclass
+class EBUConfig(DQNConfig):
+    beta: float = 0.5                # diffusion factor; 0 = one-step DQN targets, 1 = full backward sweep
+    target_chunk: int = 1024         # next states per target-network forward pass when building targets
+
+    def validate(self):
+        super().validate()
+        if not 0.0 <= self.beta <= 1.0:
+            raise RewindError(f"agent.beta must be in [0, 1], got {self.beta}")
+        if self.target_chunk < 1:
+            raise RewindError("agent.target_chunk must be >= 1")
+
+
+class EBUAgent(DQNAgent):
+    Config = EBUConfig
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._queue_idx = np.zeros(0, dtype=np.int64)      # absolute transition indexes, training order
+        self._queue_y = np.zeros((0, self.n_learners), dtype=np.float32)
+
+    @property
+    def n_learners(self) -> int:
+        return len(self.betas())
+
+    def make_replay(self):
+        return EpisodicReplayBuffer(self.config.buffer_size, self.observation_space.shape,
+                                    self.observation_space.dtype, n_actions=self.n_actions,
+                                    frame_stack=self.frame_stack)
+
+    def betas(self) -> list[float]:
+        return [self.config.beta]
+
+    # ------------------------------------------------------------------ targets
+    @torch.no_grad()
+    def episode_targets(self, p: np.ndarray) -> np.ndarray:
+        """(T, K) EBU targets for the episode at absolute indexes p, one column per beta."""
+        chunk = self.config.target_chunk
+        next_q = np.empty((len(p), self.n_actions), dtype=np.float32)
+        for s in range(0, len(p), chunk):
+            nxt = torch.from_numpy(self.replay.next_states(p[s:s + chunk])).to(self.device)
+            next_q[s:s + chunk] = self.q_target(nxt).float().cpu().numpy()
+        i = p % self.replay.capacity
+        y = backward_targets(self.replay.rewards[i], self.replay.actions[i].astype(np.int64), next_q,
+                             self.replay.terminated[i], self.config.gamma, self.betas())
+        return np.ascontiguousarray(np.asarray(y, dtype=np.float32).T)
+
+    def _refill(self, need: int) -> None:
+        while len(self._queue_idx) < need:
+            p = self.replay.sample_episode(self.rng)
+            y = self.episode_targets(p)
+            # training order: from the terminal backward
+            self._queue_idx = np.concatenate([self._queue_idx, p[::-1]])
+            self._queue_y = np.concatenate([self._queue_y, y[::-1]])
+
+    def next_minibatch(self):
+        """The next batch_size (indexes, targets) from the backward queue; skips overwritten ones."""
+        bs = self.config.batch_size
+        idx = np.zeros(0, dtype=np.int64)
+        ys = np.zeros((0, self.n_learners), dtype=np.float32)
+        while len(idx) < bs:
+            self._refill(bs - len(idx))
+            take_i, take_y = self._queue_idx[: bs - len(idx)], self._queue_y[: bs - len(idx)]
+            self._queue_idx, self._queue_y = self._queue_idx[len(take_i):], self._queue_y[len(take_i):]
+            ok = self.replay.is_valid(take_i)  # wraparound may have overwritten queued transitions
+            idx, ys = np.concatenate([idx, take_i[ok]]), np.concatenate([ys, take_y[ok]])
+        return idx, ys
+
+    # ------------------------------------------------------------------ learning
+    def update(self) -> dict[str, float]:
+        if self.replay.num_episodes == 0 and not len(self._queue_idx):
+            return {}
+        return super().update()
+
+    def learn(self) -> dict[str, float]:
+        idx, y = self.next_minibatch()
+        b = self.replay.batch(idx, self.device)
+        return self.gradient_step(b["obs"], b["actions"], torch.from_numpy(y[:, 0]).to(self.device))
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        out = super().state_dict()
+        out.update(queue_idx=self._queue_idx.copy(), queue_y=self._queue_y.copy())
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._queue_idx = np.asarray(state["queue_idx"], dtype=np.int64)
+        self._queue_y = np.asarray(state["queue_y"], dtype=np.float32)
+
+
+@dataclasses.dataclass
+class AdaptiveEBUConfig(EBUConfig):
+    betas: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)   # one learner per beta (our choice; see module doc)
+
+    def validate(self):
+        super().validate()
+        if not self.betas or any(not 0.0 <= b <= 1.0 for b in self.betas):
+            raise RewindError(f"agent.betas must be a non-empty list of values in [0, 1], got {list(self.betas)}")
+
+
+class AdaptiveEBUAgent(EBUAgent):
+    """K EBU learners with different beta, one actor cycling through them per episode."""
+
+    Config = AdaptiveEBUConfig
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        cfg = self.config
+        self.learners = [self.q] + [copy.deepcopy(self.q) for _ in range(self.n_learners - 1)]
+        self.optimizers = [self.optimizer] + [
+            make_optimizer(cfg.optimizer, q.parameters(), cfg.lr, cfg.opt_eps, cfg.rmsprop_alpha)
+            for q in self.learners[1:]]
+        self.actor = 0                                     # learner used by the actor this episode
+        self._ep_return = 0.0
+        self._returns = [[] for _ in range(self.n_learners)]  # episode returns since the last sync
+
+    def betas(self) -> list[float]:
+        return list(self.config.betas)
+
+    def greedy_action(self, obs) -> int:
+        with torch.inference_mode():
+            q = self.learners[self.actor](torch.as_tensor(np.asarray(obs), device=self.device).unsqueeze(0))
+        return int(q.argmax(dim=1).item())
+
+    def observe(self, obs, action, reward, next_obs, terminated, truncated, info) -> None:
+        super().observe(obs, action, reward, next_obs, terminated, truncated, info)
+        self._ep_return += float(reward)
+        if terminated or truncated:
+            self._returns[self.actor].append(self._ep_return)
+            self._ep_return = 0.0
+            self.actor = (self.actor + 1) % self.n_learners
+
+    def learn(self) -> dict[str, float]:
+        idx, y = self.next_minibatch()
+        b = self.replay.batch(idx, self.device)
+        metrics = {}
+        for k, (q, opt) in enumerate(zip(self.learners, self.optimizers)):
+            self.q, self.optimizer = q, opt
+            m = self.gradient_step(b["obs"], b["actions"], torch.from_numpy(y[:, k]).to(self.device))
+            metrics[f"loss_beta{self.config.betas[k]:g}"] = m["loss"]
+        self.q, self.optimizer = self.learners[0], self.optimizers[0]
+        metrics["loss"] = float(np.mean([v for v in metrics.values()]))
+        return metrics
+
+    def best_learner(self) -> int:
+        means = [np.mean(r) if r else -np.inf for r in self._returns]
+        return int(np.argmax(means)) if np.isfinite(max(means)) else 0
+
+    def sync_target(self) -> None:
+        """Copy the best learner (by mean training return since the last sync) into all and the target."""
+        best = self.best_learner()
+        params = self.learners[best].state_dict()
+        opt_state = self.optimizers[best].state_dict()
+        for k, (q, opt) in enumerate(zip(self.learners, self.optimizers)):
+            if k != best:
+                q.load_state_dict(params)
+                opt.load_state_dict(opt_state)
+        self.q_target.load_state_dict(params)
+        self.last_best = best
+        self._returns = [[] for _ in range(self.n_learners)]
+
+    def state_dict(self) -> dict:
+        out = super().state_dict()
+        out.update(learners=[q.state_dict() for q in self.learners],
+                   optimizers=[o.state_dict() for o in self.optimizers],
+                   actor=self.actor, ep_return=self._ep_return, returns=[list(r) for r in self._returns])
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        for q, s in zip(self.learners, state["learners"]):
+            q.load_state_dict(s)
+        for o, s in zip(self.optimizers, state["optimizers"]):
+            o.load_state_dict(s)
+        self.actor, self._ep_return = int(state["actor"]), float(state["ep_return"])
+        self._returns = [list(r) for r in state["returns"]]
