@@ -12,7 +12,10 @@ import sys
 from rewind.errors import RewindError
 
 # Modules that add subcommands: each exposes register(subparsers) and sets func on its parser.
-EXTENSIONS: list[str] = []
+EXTENSIONS: list[str] = [
+    "rewind.controllers.search_cli",   # rewind search (ENAS / random search)
+    "rewind.bench.curriculum_cli",     # rewind curriculum shapes|maze
+]
 
 EPILOG_TRAIN = """\
 config layers (later wins): agent defaults < preset for agent+env family
@@ -45,6 +48,9 @@ def _add_train(sub) -> None:
     p.add_argument("--config", default=None, help="YAML file or preset name from rewind/configs")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value, e.g. agent.lr=1e-4 or run.eval_every=5000 (repeatable)")
+    p.add_argument("--curriculum", default=None, metavar="NAME",
+                   help="let a teacher pick the task of each training episode: tscl-window, tscl-online, "
+                        "tscl-naive, tscl-sampling, plr, uniform (options via --set curriculum.options.KEY=V)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --logdir")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_cmd_train)
@@ -59,7 +65,10 @@ def _cmd_train(args) -> int:
     from rewind.agents.experiment import resolve, run_experiment
     from rewind.config import parse_set
 
-    exp = resolve(args.agent, args.env, args.config, parse_set(args.set), args.steps, args.seed)
+    overrides = parse_set(args.set)
+    if args.curriculum:
+        overrides.setdefault("curriculum", {})["name"] = args.curriculum
+    exp = resolve(args.agent, args.env, args.config, overrides, args.steps, args.seed)
     logdir = args.logdir or _default_logdir(exp.agent, exp.env, exp.seed)
     print(f"rewind: training {exp.agent} on {exp.env} for {exp.run.steps} steps -> {logdir}", file=sys.stderr)
     summary = run_experiment(exp, logdir, resume=args.resume, progress=not args.no_progress)

@@ -24,6 +24,7 @@ AGENTS: dict[str, str] = {
     "bootstrap-ts": "rewind.agents.bandit_neural:BootstrapTSAgent",
     "softmax-pg": "rewind.agents.bandit_neural:SoftmaxPGAgent",
     "supervised": "rewind.agents.bandit_neural:SupervisedAgent",
+    "enas": "rewind.controllers.enas_controller:ENASController",
 }
 
 

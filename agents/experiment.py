@@ -20,7 +20,7 @@ from rewind.config import from_dict, load_yaml, merge, to_dict
 from rewind.envs import env_config_class, env_kind, make_env
 from rewind.errors import RewindError
 
-SECTIONS = ("algo", "agent", "env", "run")
+SECTIONS = ("algo", "agent", "env", "run", "curriculum")
 
 # (agent, env family) -> preset used when no --config is given
 DEFAULT_PRESETS = {
@@ -37,6 +37,8 @@ DEFAULT_PRESETS = {
 
 
 def default_preset(agent: str, env: str) -> dict:
+    if env.startswith("rewind/bandit-"):
+        return load_yaml("bandit_digits")  # one pass = progressive validation, for every bandit agent
     name = DEFAULT_PRESETS.get((agent, env_kind(env)))
     return load_yaml(name) if name else {}
 
@@ -51,12 +53,13 @@ class Experiment:
     env_config: object
     run: RunConfig
     seed: int = 0
+    curriculum: dict | None = None   # {"name": ..., "options": {...}}: a teacher picks tasks per episode
 
     def meta(self) -> dict:
         def plain(c):
             return to_dict(c) if dataclasses.is_dataclass(c) else (c or {})
         return {"agent": self.agent, "env": self.env, "seed": self.seed, "agent_config": plain(self.agent_config),
-                "env_config": plain(self.env_config), "run": to_dict(self.run)}
+                "env_config": plain(self.env_config), "run": to_dict(self.run), "curriculum": self.curriculum}
 
 
 def resolve(agent: str | None, env: str, config_file: str | None = None, overrides: dict | None = None,
@@ -78,7 +81,12 @@ def resolve(agent: str | None, env: str, config_file: str | None = None, overrid
     if steps is not None:
         run_dict["steps"] = steps
     run = from_dict(RunConfig, run_dict, "run")
-    return Experiment(agent, env, agent_cfg, env_cfg, run, seed)
+    curriculum = cfg.get("curriculum") or None
+    if curriculum is not None:
+        if not isinstance(curriculum, dict) or "name" not in curriculum or set(curriculum) - {"name", "options"}:
+            raise RewindError("config section curriculum: needs `name:` and optional `options:` only")
+        curriculum = {"name": str(curriculum["name"]), "options": dict(curriculum.get("options") or {})}
+    return Experiment(agent, env, agent_cfg, env_cfg, run, seed, curriculum)
 
 
 def frames_per_step(exp: Experiment) -> int:
@@ -88,7 +96,7 @@ def frames_per_step(exp: Experiment) -> int:
 def _check_resume(logdir: Path, exp: Experiment) -> None:
     saved = load_checkpoint(logdir / "checkpoint.pt").get("meta", {})
     mine = exp.meta()
-    for key in ("agent", "env", "seed", "agent_config", "env_config"):
+    for key in ("agent", "env", "seed", "agent_config", "env_config", "curriculum"):
         if saved.get(key) != mine.get(key):
             raise RewindError(f"{logdir} holds a different run ({key}: {saved.get(key)!r} vs {mine.get(key)!r}); "
                               "resume with the same settings or use another --logdir")
@@ -114,6 +122,10 @@ def run_experiment(exp: Experiment, logdir: str | Path | None, resume: bool = Fa
         exp.run.progress = progress
     seed_everything(exp.seed)
     env = make_env(exp.env, exp.env_config, training=True, seed=exp.seed)
+    if exp.curriculum:
+        from rewind.controllers.curriculum_env import wrap_with_curriculum
+        env = wrap_with_curriculum(exp.env, env, exp.curriculum["name"],
+                                   {"seed": exp.seed, **exp.curriculum["options"]})
     eval_env = make_env(exp.env, exp.env_config, training=False, seed=exp.seed + 1)
     agent = make_agent(exp.agent, env, to_dict(exp.agent_config) if exp.agent_config else None, seed=exp.seed)
     summary = train(agent, env, exp.run, eval_env=eval_env, logdir=logdir, seed=exp.seed, resume=resume,

@@ -231,6 +231,8 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
                     log.scalars("episode", {"return": ep_return, "length": float(np.asarray(info["episode"]["l"]))},
                                 step)
                     log.scalars("train", agent.metrics_on_episode_end(), step)
+                if isinstance(info.get("curriculum"), dict):
+                    log.scalars("curriculum", info["curriculum"], step)
                 obs = env.reset()[0] if (terminated or truncated) else next_obs
 
                 if step % run.log_every == 0 or step == run.steps:
