@@ -36,6 +36,7 @@ class DQNConfig:
     update_every: int = 4            # env steps per gradient update (Nature DQN: 4)
     target_update_every: int = 1000  # gradient updates between target-network copies
     double: bool = False             # double-DQN targets
+    n_step: int = 1                  # n-step returns (1 = Nature DQN); stop at episode ends; EBU ignores it
     huber_delta: float = 1.0
     max_grad_norm: float = 0.0       # 0 disables gradient clipping
     eps_start: float = 1.0
@@ -48,7 +49,7 @@ class DQNConfig:
             raise RewindError(f"agent.network must be one of {', '.join(NETWORKS)}, got {self.network!r}")
         if self.optimizer not in OPTIMIZERS:
             raise RewindError(f"agent.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        for name in ("batch_size", "buffer_size", "update_every", "target_update_every"):
+        for name in ("batch_size", "buffer_size", "update_every", "target_update_every", "n_step"):
             if getattr(self, name) < 1:
                 raise RewindError(f"agent.{name} must be >= 1")
         if not 0 <= self.gamma <= 1:
@@ -124,21 +125,27 @@ class DQNAgent(Agent):
         self.q_target.load_state_dict(self.q.state_dict())
 
     def learn(self) -> dict[str, float]:
-        """One gradient step on a uniform minibatch with one-step (double) DQN targets."""
-        idx = self.replay.sample_indices(self.config.batch_size, self.rng)
-        b = self.replay.batch(idx, self.device)
+        """One gradient step on a uniform minibatch with one-step or n-step (double) DQN targets."""
+        cfg = self.config
+        idx = self.replay.sample_indices(cfg.batch_size, self.rng)
+        if cfg.n_step > 1:
+            b = self.replay.n_step_batch(idx, cfg.n_step, cfg.gamma, self.device)
+        else:
+            b = self.replay.batch(idx, self.device)
         with torch.no_grad():
-            targets = self.td_targets(b["rewards"], b["next_obs"], b["terminated"])
+            targets = self.td_targets(b["rewards"], b["next_obs"], b["terminated"], b.get("discounts"))
         return self.gradient_step(b["obs"], b["actions"], targets)
 
-    def td_targets(self, rewards, next_obs, terminated) -> torch.Tensor:
+    def td_targets(self, rewards, next_obs, terminated, discounts=None) -> torch.Tensor:
+        """r + discount * (1 - terminal) * max_a Q_target(s', a); discount gamma, or gamma^m for n-step."""
         next_q = self.q_target(next_obs)
         if self.config.double:
             best = self.q(next_obs).argmax(dim=1, keepdim=True)
             next_v = next_q.gather(1, best).squeeze(1)
         else:
             next_v = next_q.max(dim=1).values
-        return rewards + self.config.gamma * (~terminated).float() * next_v
+        discount = self.config.gamma if discounts is None else discounts
+        return rewards + discount * (~terminated).float() * next_v
 
     def gradient_step(self, obs, actions, targets) -> dict[str, float]:
         """Huber loss between Q(s, a) and fixed targets; one optimizer step."""

@@ -176,7 +176,40 @@ class ReplayStorage:
 
 
 class UniformReplay(ReplayStorage):
-    """Uniform sampling over stored transitions (Nature DQN)."""
+    """Uniform sampling over stored transitions (Nature DQN), with optional n-step returns."""
+
+    def n_step_batch(self, p: np.ndarray, n: int, gamma: float, device="cpu") -> dict[str, torch.Tensor]:
+        """Transitions at absolute indexes p with n-step returns, computed by index (no loops).
+
+        For each p: R = sum_{j<m} gamma^j r_{p+j} over the m <= n transitions that follow p in
+        its episode: the window stops after an episode end (terminated or truncated) and, in
+        the running episode, at the newest stored transition. `next_obs` is s_{p+m},
+        `terminated` says s_{p+m} is terminal (no bootstrap; a truncated end bootstraps from
+        the final observation), `discounts` is gamma^m. n = 1 gives `batch(p)` exactly, with
+        discounts = gamma.
+        """
+        if n < 1:
+            raise RewindError(f"n-step returns need n >= 1, got {n}")
+        p = np.asarray(p, dtype=np.int64)
+        b = self.batch(p, device)
+        if n == 1:
+            b["discounts"] = torch.full(p.shape, gamma, dtype=torch.float32, device=device)
+            return b
+        q = p[:, None] + np.arange(n)[None, :]                      # (B, n) absolute indexes
+        rows = q % self.capacity
+        ends = self.terminated[rows] | self.truncated[rows]
+        stored = q + 1 < self.total                                 # s_{q+1} has been written
+        inc = np.ones(q.shape, dtype=bool)                          # transition p+j is in p's window
+        inc[:, 1:] = np.logical_and.accumulate(~ends[:, :-1] & stored[:, 1:], axis=1)
+        m = inc.sum(axis=1)                                         # >= 1
+        powers = gamma ** np.arange(n, dtype=np.float64)
+        ret = (self.rewards[rows] * inc) @ powers                    # float64 sum, cast below
+        last = p + m - 1
+        b["rewards"] = torch.from_numpy(ret.astype(np.float32)).to(device)
+        b["next_obs"] = torch.from_numpy(self.next_states(last)).to(device)
+        b["terminated"] = torch.from_numpy(self.terminated[last % self.capacity]).to(device)
+        b["discounts"] = torch.from_numpy((gamma ** m.astype(np.float64)).astype(np.float32)).to(device)
+        return b
 
     def sample_indices(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         low, high = self.oldest, self.total - 1  # p + 1 must exist
