@@ -4,7 +4,11 @@ Per update: take the next `batch_size` transitions from a queue of (transition, 
 pairs. When the queue runs short, sample one whole episode uniformly from the episodic
 replay, run the target network over all its next states (in chunks), compute all targets
 at once with the backward recursion (`backward_targets`), and append the episode's
-transitions to the queue *from the terminal backward*. Minibatches are therefore
+transitions to the queue *from the terminal backward*. Deviation (configurable): episodes
+are sampled until at least `refill_min` transitions are queued and share one target-network
+pass; the targets are the same as sampling them one by one unless the target network is
+synced in between (every 10,000 updates vs a few updates per refill). refill_min=0 restores
+the authors' one-episode-at-a-time sampling. Minibatches are therefore
 consecutive transitions, nearest the terminal first, and the last partial minibatch of an
 episode is padded with the first transitions of the next sampled episode, as the authors do.
 
@@ -36,13 +40,15 @@ from rewind.errors import RewindError
 class EBUConfig(DQNConfig):
     beta: float = 0.5                # diffusion factor; 0 = one-step DQN targets, 1 = full backward sweep
     target_chunk: int = 1024         # next states per target-network forward pass when building targets
+    refill_min: int = 256            # queue episodes until this many transitions, one target pass for all
+                                     # (0: one episode at a time, as the authors' code)
 
     def validate(self):
         super().validate()
         if not 0.0 <= self.beta <= 1.0:
             raise RewindError(f"agent.beta must be in [0, 1], got {self.beta}")
-        if self.target_chunk < 1:
-            raise RewindError("agent.target_chunk must be >= 1")
+        if self.target_chunk < 1 or self.refill_min < 0:
+            raise RewindError("agent.target_chunk must be >= 1 and agent.refill_min >= 0")
 
 
 class EBUAgent(DQNAgent):
@@ -67,25 +73,49 @@ class EBUAgent(DQNAgent):
 
     # ------------------------------------------------------------------ targets
     @torch.no_grad()
-    def episode_targets(self, p: np.ndarray) -> np.ndarray:
-        """(T, K) EBU targets for the episode at absolute indexes p, one column per beta."""
+    def target_q(self, p: np.ndarray) -> np.ndarray:
+        """(T, A) target-network Q of the next states of transitions p, in chunks."""
         chunk = self.config.target_chunk
         next_q = np.empty((len(p), self.n_actions), dtype=np.float32)
         for s in range(0, len(p), chunk):
             nxt = torch.from_numpy(self.replay.next_states(p[s:s + chunk])).to(self.device)
             next_q[s:s + chunk] = self.q_target(nxt).float().cpu().numpy()
+        return next_q
+
+    def episode_targets(self, episodes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Indexes and (T, K) EBU targets of whole episodes, one column per beta.
+
+        Episodes are concatenated: a terminal cuts the backward recursion, so episodes that
+        end in a terminal share one backward_targets call; one that ends in a truncation
+        (it bootstraps from its last next state) closes its call so nothing leaks across.
+        """
+        p = np.concatenate(episodes)
+        next_q = self.target_q(p)
         i = p % self.replay.capacity
-        y = backward_targets(self.replay.rewards[i], self.replay.actions[i].astype(np.int64), next_q,
-                             self.replay.terminated[i], self.config.gamma, self.betas())
-        return np.ascontiguousarray(np.asarray(y, dtype=np.float32).T)
+        rewards, actions = self.replay.rewards[i], self.replay.actions[i].astype(np.int64)
+        terminated = self.replay.terminated[i]
+        y = np.empty((len(p), self.n_learners), dtype=np.float32)
+        ends = np.cumsum([len(e) for e in episodes])
+        cuts = [0] + [int(e) for e in ends[:-1] if not terminated[e - 1]] + [len(p)]
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            seg = backward_targets(rewards[a:b], actions[a:b], next_q[a:b], terminated[a:b], self.config.gamma,
+                                   self.betas())
+            y[a:b] = np.asarray(seg, dtype=np.float32).T
+        return p, y
 
     def _refill(self, need: int) -> None:
-        while len(self._queue_idx) < need:
-            p = self.replay.sample_episode(self.rng)
-            y = self.episode_targets(p)
-            # training order: from the terminal backward
-            self._queue_idx = np.concatenate([self._queue_idx, p[::-1]])
-            self._queue_y = np.concatenate([self._queue_y, y[::-1]])
+        """Make sure at least `need` transitions are queued (sampling >= refill_min at a time)."""
+        if len(self._queue_idx) >= need:
+            return
+        goal = max(need, self.config.refill_min) - len(self._queue_idx)
+        episodes, queued = [], 0
+        while queued < goal:
+            episodes.append(self.replay.sample_episode(self.rng))
+            queued += len(episodes[-1])
+        p, y = self.episode_targets(episodes)
+        # training order: every episode from its terminal backward (episodes were sampled i.i.d.)
+        self._queue_idx = np.concatenate([self._queue_idx, p[::-1]])
+        self._queue_y = np.concatenate([self._queue_y, y[::-1]])
 
     def next_minibatch(self):
         """The next batch_size (indexes, targets) from the backward queue; skips overwritten ones."""
