@@ -85,6 +85,23 @@ class ReplayStorage:
             self._on_episode_end(self._episode_start_of(p), p)
         return p
 
+    def truncate_running_episode(self) -> None:
+        """Close an episode the caller abandons (e.g. an env reset mid-episode) as truncated.
+
+        The next observation of the newest transition was never stored, so that transition is
+        dropped: its slot becomes the final-observation slot of the one before, which is marked
+        truncated (it bootstraps). A one-transition episode just disappears.
+        """
+        if self._episode_start < 0 or self.total == 0:
+            return
+        p, start = self.total - 1, self._episode_start
+        self.valid[p % self.capacity] = False
+        self.transitions -= 1
+        self._episode_start = -1
+        if p > start and p - 1 >= self.oldest:
+            self.truncated[(p - 1) % self.capacity] = True
+            self._on_episode_end(start, p - 1)
+
     def _episode_start_of(self, p: int) -> int:
         return int(self.start[p % self.capacity])
 
