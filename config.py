@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -25,10 +26,16 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+# YAML 1.1 (PyYAML) reads 1e-4 and 1e5 as strings: it wants a dot (1.0e-4). Accept them as numbers.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _coerce(value: Any, tp, where: str) -> Any:
     """Return `value` as type `tp`, or raise a RewindError naming the key `where`."""
     if isinstance(tp, str):
         tp = eval(tp, {"typing": typing, "tuple": tuple, "list": list})  # dataclass string annotations
+    if tp in (int, float) and isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+        value = float(value)
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
