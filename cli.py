@@ -70,8 +70,8 @@ def _cmd_train(args) -> int:
         overrides.setdefault("curriculum", {})["name"] = args.curriculum
     exp = resolve(args.agent, args.env, args.config, overrides, args.steps, args.seed)
     logdir = args.logdir or _default_logdir(exp.agent, exp.env, exp.seed)
-    print(f"rewind: training {exp.agent} on {exp.env} for {exp.run.steps} steps -> {logdir}", file=sys.stderr)
-    summary = run_experiment(exp, logdir, resume=args.resume, progress=not args.no_progress)
+    summary = run_experiment(exp, logdir, resume=args.resume, progress=not args.no_progress, on_start=lambda: print(
+        f"rewind: training {exp.agent} on {exp.env} for {exp.run.steps} steps -> {logdir}", file=sys.stderr))
     ev = summary.get("last_eval")
     tail = f", eval return {ev['return_mean']:.2f} +- {ev['return_std']:.2f}" if ev else ""
     state = "interrupted" if summary["interrupted"] else "done"

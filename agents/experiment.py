@@ -103,8 +103,12 @@ def _check_resume(logdir: Path, exp: Experiment) -> None:
 
 
 def run_experiment(exp: Experiment, logdir: str | Path | None, resume: bool = False, progress: bool | None = None,
-                   ) -> dict:
-    """Build env and agent, then train. Refuses to overwrite an existing run without --resume."""
+                   on_start=None) -> dict:
+    """Build env and agent, then train. Refuses to overwrite an existing run without --resume.
+
+    `on_start()` is called once the logdir checks passed (the CLI prints its banner there, so
+    a refused run shows only its error line).
+    """
     if logdir is not None:
         logdir = Path(logdir)
         ckpt = logdir / "checkpoint.pt"
@@ -118,6 +122,8 @@ def run_experiment(exp: Experiment, logdir: str | Path | None, resume: bool = Fa
         atomic_write_text(logdir / "config.yaml", yaml.safe_dump(exp.meta(), sort_keys=False))
     elif resume:
         raise RewindError("--resume needs --logdir")
+    if on_start is not None:
+        on_start()
     if progress is not None:
         exp.run.progress = progress
     seed_everything(exp.seed)
