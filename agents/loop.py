@@ -19,7 +19,9 @@ import numpy as np
 import torch
 
 from rewind.agents.base import Agent
+from rewind.agents.runlog import RunLogger
 from rewind.agents.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from rewind.envs import find_wrapper
 from rewind.errors import RewindError
 
 
@@ -112,38 +114,6 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
-class _Logger:
-    """TensorBoard scalars (when a logdir is given) and the progress bar."""
-
-    def __init__(self, logdir, total, start, enabled_bar):
-        self.writer = None
-        if logdir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(str(logdir))
-        self.bar = None
-        if enabled_bar:
-            from tqdm.auto import tqdm
-            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, smoothing=0.05)
-
-    def scalars(self, prefix: str, values: dict, step: int) -> None:
-        if self.writer is None:
-            return
-        for key, value in values.items():
-            if isinstance(value, (int, float, np.floating, np.integer)):
-                self.writer.add_scalar(f"{prefix}/{key}", float(value), step)
-
-    def progress(self, n: int, postfix: dict) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-            self.bar.set_postfix(postfix, refresh=False)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        if self.bar is not None:
-            self.bar.close()
-
-
 def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env: gym.Env | None = None,
           logdir: str | Path | None = None, seed: int = 0, resume: bool = False, meta: dict | None = None,
           frames_per_step: int = 1) -> dict:
@@ -158,7 +128,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
     ckpt_path = logdir / "checkpoint.pt" if logdir is not None else None
     if run.torch_threads:
         torch.set_num_threads(run.torch_threads)
-    if not isinstance(env, gym.Wrapper) or not _has_episode_stats(env):
+    if find_wrapper(env, gym.wrappers.RecordEpisodeStatistics) is None:
         env = gym.wrappers.RecordEpisodeStatistics(env)
 
     step, episodes, evals = 0, 0, []
@@ -209,7 +179,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
             return env.reset()[0]
         return None
 
-    log = _Logger(logdir, run.steps, step, run.progress)
+    log = RunLogger(logdir, run.steps, step, run.progress)
     recent_returns: list[float] = []
     last_metrics: dict = {}
     t_last, s_last = time.perf_counter(), step
@@ -265,11 +235,3 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
         "return_mean_100": float(np.mean(recent_returns)) if recent_returns else float("nan"),
         "last_eval": evals[-1] if evals else None,
     }
-
-
-def _has_episode_stats(env: gym.Env) -> bool:
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, gym.wrappers.RecordEpisodeStatistics):
-            return True
-        env = env.env
-    return False

@@ -23,18 +23,11 @@ import numpy as np
 
 from rewind.controllers.plr import PLRTeacher
 from rewind.controllers.teachers import TEACHERS
+from rewind.envs import find_wrapper
 from rewind.envs.tasks import ALETaskEnv, MinAtarTaskEnv, RebuildTaskEnv, TaskEnv, maze_task_env
 from rewind.errors import RewindError
 
 CURRICULA = {**TEACHERS, "plr": PLRTeacher}
-
-
-def _has_episode_stats(env: gym.Env) -> bool:
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, gym.wrappers.RecordEpisodeStatistics):
-            return True
-        env = env.env
-    return False
 
 
 class CurriculumWrapper(gym.Wrapper):
@@ -49,7 +42,7 @@ class CurriculumWrapper(gym.Wrapper):
         if len(tasks) != teacher.n_tasks:
             raise RewindError(f"the teacher has {teacher.n_tasks} tasks but {len(tasks)} task values were given")
         self.teacher, self.tasks, self.score_key = teacher, list(tasks), score
-        self._stats = _has_episode_stats(env)
+        self._stats = find_wrapper(env, gym.wrappers.RecordEpisodeStatistics) is not None
         self._need_task = True
         self._task_idx = None
         self._return = 0.0

@@ -23,6 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rewind.agents.base import Agent
+from rewind.agents.loop import seed_everything
+from rewind.agents.runlog import RunLogger
 from rewind.agents.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
 from rewind.controllers.enas_controller import ENASController, ENASControllerConfig
 from rewind.controllers.search_spaces import SearchSpace
@@ -81,47 +83,12 @@ class RandomSearchAgent(Agent):
         self.rng.bit_generator.state = state["rng"]
 
 
-def seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-class _Log:
-    """TensorBoard writer (optional) and tqdm bar; both no-ops when not wanted."""
-
-    def __init__(self, logdir, total, start, progress):
-        self.tb = None
-        if logdir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-            self.tb = SummaryWriter(str(logdir))
-        self.bar = None
-        if progress:
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=start, unit="arch", dynamic_ncols=True, desc="search")
-
-    def scalars(self, prefix, values, step):
-        if self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(f"{prefix}/{k}", float(v), step)
-
-    def text(self, tag, text, step):
-        if self.tb is not None:
-            self.tb.add_text(tag, f"```\n{text}\n```", step)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
 def make_searcher(space: SearchSpace, data, strategy: str, agent_cfg: ENASControllerConfig | None,
                   env_cfg: NASEnvConfig, seed: int):
     """(env, agent) wired together: the env trains the shared weights on the agent's samples."""
     if strategy not in STRATEGIES:
         raise RewindError(f"unknown search strategy {strategy!r}; choose from: {', '.join(STRATEGIES)}")
-    seed_all(seed)
+    seed_everything(seed)
     model = space.shared_model(**data.model_kwargs())
     aspace = space.action_space(seed=seed)
     env = NASEnv(data, model, aspace, None, env_cfg, seed=seed)
@@ -149,7 +116,7 @@ def derive(env: NASEnv, agent, n: int, seed: int) -> dict:
 def retrain(space: SearchSpace, arch, data, cfg: SearchConfig, seed: int, device="cpu", bptt: int = 35,
             progress: bool = False) -> dict:
     """Train the stand-alone network of `arch` from scratch; validation and test scores at the end."""
-    seed_all(seed)
+    seed_everything(seed)
     kwargs = dict(data.model_kwargs())
     if cfg.retrain_channels and space.name in ("macro", "micro"):
         kwargs["channels"] = cfg.retrain_channels
@@ -226,7 +193,7 @@ def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: E
             "history": history, "done": done,
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}})
 
-    log = _Log(logdir, total, step, progress)
+    log = RunLogger(logdir, total, step, progress, unit="arch", desc="search")
     log_every = search_cfg.log_arch_every or env_cfg.controller_steps
     done = bool(history) and history[-1].get("done", False)
     t_start, start_step = time.perf_counter() - elapsed, step

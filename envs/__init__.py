@@ -88,13 +88,19 @@ def make_env(name: str, config: dict | object | None = None, *, training: bool =
     return env
 
 
+def find_wrapper(env: gym.Env, cls: type) -> gym.Env | None:
+    """The outermost wrapper of type `cls` around `env`, or None."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, cls):
+            return env
+        env = env.env
+    return None
+
+
 def frame_stack_of(env: gym.Env) -> int:
     """How many frames each observation stacks (1 if the env does not stack)."""
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, gym.wrappers.FrameStackObservation):
-            return int(env.stack_size)
-        env = env.env
-    return 1
+    stack = find_wrapper(env, gym.wrappers.FrameStackObservation)
+    return int(stack.stack_size) if stack is not None else 1
 
 
 def list_env_ids() -> list[str]:
