@@ -163,7 +163,7 @@ def test_help_and_envs(capsys):
 
 def test_real_subprocess_errors_are_one_line_without_traceback(untouched):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    unknown = subprocess.run(["rewind", *train(untouched)[:1], "--env", "pongg", "--logdir", str(untouched)],
+    unknown = subprocess.run(["rewind", "train", "--env", "pongg", "--logdir", str(untouched)],
                              capture_output=True, text=True, env=env, timeout=120)
     assert unknown.returncode == 2
     assert_one_error_line(unknown.stderr, "unknown env 'pongg'", "did you mean")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 
@@ -70,7 +68,7 @@ def test_stop_and_resume_ends_with_exactly_the_uninterrupted_parameters(tmp_path
     other = tmp_path / "other"
     run_experiment(experiment(600, seed=1), other, progress=False)
     assert not torch.equal(params(a), params(final_state(other)))
-    assert not [p for p in (full.iterdir()) if p.name.endswith(".tmp")]
+    assert not [p for p in full.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_sigint_checkpoints_exits_130_and_resume_reaches_the_same_parameters(tmp_path):
