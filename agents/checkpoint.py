@@ -25,6 +25,7 @@ def atomic_write(path: str | Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results and checkpoints are ordinary files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -53,7 +54,8 @@ def load_checkpoint(path: str | Path) -> dict:
         raise RewindError(f"checkpoint {path} does not exist; give a run directory or its checkpoint.pt")
     try:
         # weights_only=False: our checkpoints hold RNG states and a pickled env; load only files you trust.
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        # mmap: tensors (a replay of GBs) are paged in when used, so checking a run's metadata is cheap.
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as exc:  # torch raises many types for truncated/garbled files
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise RewindError(f"checkpoint {path} is corrupt or unreadable ({reason}); "
