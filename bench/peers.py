@@ -1,0 +1,274 @@
+"""Peers in the harness: stable-baselines3 DQN (and sb3-contrib QR-DQN) driven like a rewind run.
+
+A peer run is resolved as rewind's `dqn` on the same env, and its DQN settings are
+translated to SB3's keyword arguments, so "EBU vs SB3 DQN" differs in the implementation and
+not in the hyperparameters:
+
+- the same env factory (rewind.make_env: same preprocessing, same evaluation env);
+- the same Q-network: rewind's network body is SB3's features extractor, SB3 adds the last
+  linear layer (`net_arch=[]`), images are scaled by the body as in rewind;
+- the same optimizer (Adam / DeepMind RMSProp / torch RMSprop with rewind's alpha and eps);
+- learning_rate, buffer_size, learning_starts, batch_size, gamma, n_steps, train_freq =
+  update_every, target_update_interval = target_update_every * update_every (SB3 counts env
+  steps, rewind counts updates), exploration 1 -> eps_end over eps_decay_steps (as a fraction
+  of the run), max_grad_norm (rewind's 0 = off becomes 1e10).
+- Differences SB3 cannot express, recorded in the run's status.json `notes`: no double-DQN
+  (`double: true` is ignored) and Huber delta fixed at 1.
+
+The same evaluation function and protocol as rewind runs (rewind.agents.loop.evaluate), the
+same evaluations.json / summary.json, TensorBoard scalars under the same names. `sb3:` in
+the suite entry passes raw keyword arguments last (they win).
+
+Resume: the model, its replay buffer (when run.save_buffer) and the harness state are saved
+every run.checkpoint_every steps; a resumed peer continues its step count, schedules and
+evaluation curve but restarts the current episode (SB3 cannot save an env mid-episode).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import pickle
+import signal
+from pathlib import Path
+
+import numpy as np
+
+from rewind.errors import RewindError
+
+MODEL_FILE = "sb3_model.zip"
+BUFFER_FILE = "sb3_replay.pkl"
+STATE_FILE = "sb3_state.json"
+
+
+def peer_class(agent: str):
+    from rewind.bench.suite import PEERS
+
+    module, cls = PEERS[agent].split(":")
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except ImportError:
+        pkg = module.replace("_", "-")
+        raise RewindError(f"agent {agent!r} needs the {pkg} package: pip install {pkg}") from None
+
+
+def has_checkpoint(logdir: Path) -> bool:
+    return (Path(logdir) / MODEL_FILE).exists() and (Path(logdir) / STATE_FILE).exists()
+
+
+def _optimizer(cfg) -> tuple[type, dict]:
+    import torch
+
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam, {"eps": cfg.opt_eps}
+    if cfg.optimizer == "rmsprop":
+        from rewind.agents.optim import DeepMindRMSprop
+        return DeepMindRMSprop, {"alpha": cfg.rmsprop_alpha, "eps": cfg.opt_eps}
+    return torch.optim.RMSprop, {"alpha": cfg.rmsprop_alpha, "eps": cfg.opt_eps, "centered": True}
+
+
+def sb3_kwargs(exp) -> tuple[dict, list[str]]:
+    """SB3 DQN keyword arguments equivalent to the run's rewind DQN config, plus notes on differences."""
+    cfg, steps = exp.agent_config, exp.run.steps
+    opt_cls, opt_kwargs = _optimizer(cfg)
+    kwargs = dict(
+        learning_rate=cfg.lr, buffer_size=cfg.buffer_size, learning_starts=cfg.learning_starts,
+        batch_size=cfg.batch_size, gamma=cfg.gamma, train_freq=cfg.update_every, gradient_steps=1,
+        n_steps=cfg.n_step, target_update_interval=cfg.target_update_every * cfg.update_every,
+        exploration_initial_eps=cfg.eps_start, exploration_final_eps=cfg.eps_end,
+        exploration_fraction=min(1.0, cfg.eps_decay_steps / steps),
+        max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm > 0 else 1e10,
+        policy_kwargs=dict(features_extractor_class=RewindBody,
+                           features_extractor_kwargs={"kind": cfg.network, "hidden": list(cfg.hidden)},
+                           net_arch=[], normalize_images=False, optimizer_class=opt_cls,
+                           optimizer_kwargs=opt_kwargs),
+    )
+    notes = []
+    if cfg.double:
+        notes.append("double-DQN targets are not available in SB3 DQN: plain DQN targets")
+    if cfg.huber_delta != 1.0:
+        notes.append(f"SB3 uses Huber delta 1, not {cfg.huber_delta}")
+    return kwargs, notes
+
+
+def _final_kwargs(spec, exp, cls) -> tuple[dict, list[str]]:
+    kwargs, notes = sb3_kwargs(exp)
+    accepted = set(inspect.signature(cls.__init__).parameters)
+    for key in list(kwargs):
+        if key not in accepted:
+            notes.append(f"{cls.__name__} has no {key}: left at its default")
+            kwargs.pop(key)
+    for key, value in spec.sb3.items():
+        if key not in accepted or key in ("policy", "env", "seed", "device", "verbose", "tensorboard_log"):
+            raise RewindError(f"sb3.{key} is not a {cls.__name__} option the harness lets you set")
+        if key == "policy_kwargs" and isinstance(value, dict):
+            kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), **value}
+        else:
+            kwargs[key] = value
+    return kwargs, notes
+
+
+def check_peer(spec, exp) -> None:
+    """Validate a peer entry before any run starts (package installed, options known)."""
+    cls = peer_class(spec.agent)
+    _final_kwargs(spec, exp, cls)
+
+
+def _body_class():
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+    from torch import nn
+
+    from rewind.agents.networks import build_q_network
+
+    class _RewindBody(BaseFeaturesExtractor):
+        """rewind's Q-network without its last linear layer, as SB3 features."""
+
+        def __init__(self, observation_space, kind: str = "auto", hidden=(256, 256)):
+            q = build_q_network(kind, observation_space, 1, tuple(hidden))
+            name = [n for n, m in q.named_modules() if isinstance(m, nn.Linear)][-1]
+            features_dim = q.get_submodule(name).in_features
+            super().__init__(observation_space, features_dim)
+            q.set_submodule(name, nn.Identity())
+            self.body = q
+
+        def forward(self, obs):
+            return self.body(obs)
+
+    return _RewindBody
+
+
+class _LazyBody:
+    """Picklable stand-in resolved on first use, so importing this module does not import SB3."""
+
+    _cls = None
+
+    def __new__(cls, *args, **kwargs):
+        if cls._cls is None:
+            cls._cls = _body_class()
+        return cls._cls(*args, **kwargs)
+
+
+RewindBody = _LazyBody
+
+
+class _GreedyActor:
+    """The Agent-like face `evaluate` needs: act(obs, explore=False) from the SB3 policy."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def act(self, obs, explore: bool = False):
+        action, _ = self.model.predict(obs, deterministic=True)
+        return int(np.asarray(action).reshape(-1)[0])
+
+
+def run_peer(spec, exp, logdir: str | Path, resume: bool = False) -> dict:
+    """Train an SB3 peer with the run loop's protocol; writes the same files as run_experiment."""
+    import torch
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import DummyVecEnv
+    from torch.utils.tensorboard import SummaryWriter
+
+    from rewind.agents.checkpoint import atomic_write, atomic_write_json, atomic_write_text
+    from rewind.agents.experiment import frames_per_step
+    from rewind.agents.loop import evaluate, seed_everything
+    from rewind.envs import make_env
+
+    logdir = Path(logdir)
+    logdir.mkdir(parents=True, exist_ok=True)
+    run, seed = exp.run, exp.seed
+    cls = peer_class(spec.agent)
+    kwargs, notes = _final_kwargs(spec, exp, cls)
+    if run.torch_threads:
+        torch.set_num_threads(run.torch_threads)
+    seed_everything(seed)
+    env = make_env(exp.env, exp.env_config, training=True, seed=seed)
+    eval_env = make_env(exp.env, exp.env_config, training=False, seed=seed + 1)
+    venv = DummyVecEnv([lambda: env])  # no Monitor: rewind's RecordEpisodeStatistics gives info["episode"]
+    fps = frames_per_step(exp)
+    state = {"step": 0, "episodes": 0, "evals": []}
+    if resume:
+        state = json.loads((logdir / STATE_FILE).read_text())
+        model = cls.load(logdir / MODEL_FILE, env=venv, device="cpu")
+        if (logdir / BUFFER_FILE).exists():
+            model.load_replay_buffer(logdir / BUFFER_FILE)
+    else:
+        model = cls("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **kwargs)
+    atomic_write_text(logdir / "config.yaml", json.dumps({**exp.meta(), "agent": spec.agent, "sb3": spec.sb3,
+                                                          "notes": notes}, indent=1, default=str))
+    writer = SummaryWriter(str(logdir))
+    stop = {"flag": False}
+
+    def checkpoint(step):
+        state["step"] = step
+        atomic_write(logdir / MODEL_FILE, lambda tmp: model.save(tmp) or _move_zip(tmp))
+        if run.save_buffer:
+            atomic_write(logdir / BUFFER_FILE, lambda tmp: _dump(model.replay_buffer, tmp))
+        atomic_write_json(logdir / STATE_FILE, state)
+
+    def do_eval(step):
+        result = evaluate(_GreedyActor(model), eval_env, run.eval_episodes, run.eval_epsilon, run.eval_max_steps,
+                          seed=seed + 1_000_003)
+        result.update(step=step, frames=step * fps, episodes=state["episodes"])
+        state["evals"].append(result)
+        for key in ("return_mean", "return_std", "length_mean"):
+            writer.add_scalar(f"eval/{key}", result[key], step)
+        atomic_write_json(logdir / "evaluations.json", state["evals"])
+
+    class Harness(BaseCallback):
+        def _on_step(self) -> bool:
+            n = self.num_timesteps
+            for info in self.locals.get("infos", []):
+                if "episode" in info:
+                    state["episodes"] += 1
+                    writer.add_scalar("episode/return", float(np.asarray(info["episode"]["r"])), n)
+                    writer.add_scalar("episode/length", float(np.asarray(info["episode"]["l"])), n)
+            if n % run.log_every == 0:
+                writer.add_scalar("train/epsilon", float(self.model.exploration_rate), n)
+            if run.eval_every and n % run.eval_every == 0:
+                do_eval(n)
+            if run.checkpoint_every and n % run.checkpoint_every == 0:
+                checkpoint(n)
+            return not stop["flag"]
+
+    def on_sigint(signum, frame):
+        if stop["flag"]:
+            raise KeyboardInterrupt
+        stop["flag"] = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        remaining = run.steps - model.num_timesteps
+        if remaining > 0:
+            model.learn(total_timesteps=remaining, callback=Harness(), reset_num_timesteps=not resume)
+        step = model.num_timesteps
+        if not stop["flag"] and (not state["evals"] or state["evals"][-1]["step"] != step) and run.eval_episodes:
+            do_eval(step)
+        checkpoint(step)
+    finally:
+        writer.close()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    returns = [e for e in model.ep_info_buffer] if model.ep_info_buffer else []
+    summary = {"steps": int(model.num_timesteps), "episodes": state["episodes"], "interrupted": stop["flag"],
+               "return_mean_100": float(np.mean([e["r"] for e in returns])) if returns else float("nan"),
+               "last_eval": state["evals"][-1] if state["evals"] else None, "notes": notes}
+    atomic_write_text(logdir / "summary.json", json.dumps(summary, indent=1, default=float))
+    return summary
+
+
+def _move_zip(tmp: str) -> None:
+    """SB3's save() appends .zip to a path without it; put the file where atomic_write expects it."""
+    import os
+
+    if os.path.exists(tmp + ".zip"):
+        os.replace(tmp + ".zip", tmp)
+
+
+def _dump(obj, path: str) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)

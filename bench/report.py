@@ -1,0 +1,245 @@
+"""`rewind bench report DIR`: per-game table, normalised aggregates with 95% CIs, plots, one Markdown file.
+
+Score of a run = the mean return of its last evaluation (the suite's protocol: episodes,
+epsilon, step cap), normalised per game: human-normalised for Atari games, with the suite's
+{random, reference} for the other envs (bench/scores.py). Aggregates over runs x games
+follow rliable's definitions with stratified-bootstrap CIs (bench/stats.py). Envs without
+reference scores appear in the per-game table but not in the aggregates; the report says so.
+
+Writes into DIR: report.md, report.json (every number in the report), curves.png
+(IQM of normalised score vs frames, 95% band), profiles.png (performance profiles),
+per_game.png (raw evaluation return vs frames, mean over seeds, per game).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from rewind.bench import stats
+from rewind.bench.runner import read_manifest, read_status, run_dir
+from rewind.bench.scores import normalize, reference_for
+from rewind.errors import RewindError
+
+
+def collect(out: Path) -> dict:
+    """Everything the report needs from a results folder: suite, finished runs' curves, missing runs."""
+    from rewind.bench.suite import build_suite
+
+    out = Path(out)
+    manifest = read_manifest(out)
+    suite = build_suite(manifest["suite"], default_name=manifest.get("name", "suite"), validate=False)
+    curves, missing, failed = {}, [], []
+    for spec in suite.runs:
+        path = run_dir(out, spec.run_id)
+        status = read_status(path) or {}
+        if status.get("state") != "done":
+            (failed if status.get("state") == "failed" else missing).append(
+                {"run_id": spec.run_id, "error": status.get("error")})
+            continue
+        try:
+            evals = json.loads((path / "evaluations.json").read_text())
+        except (OSError, ValueError):
+            missing.append({"run_id": spec.run_id, "error": "no evaluations.json"})
+            continue
+        if not evals:
+            missing.append({"run_id": spec.run_id, "error": "no evaluation"})
+            continue
+        curves.setdefault(spec.label, {}).setdefault(spec.env, {})[spec.seed] = evals
+    return {"suite": suite, "curves": curves, "missing": missing, "failed": failed}
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.0f}" if abs(x) >= 1000 else f"{x:.{digits}f}"
+
+
+def _ci_text(point, lo, hi) -> str:
+    return f"{point:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def build_report(out: str | Path, reps: int = 2000, seed: int = 0, plots: bool = True) -> dict:
+    """Compute the report of results folder `out`, write report.md/json and PNGs; returns report.json's dict."""
+    out = Path(out)
+    data = collect(out)
+    suite, curves = data["suite"], data["curves"]
+    if not curves:
+        raise RewindError(f"{out} has no finished runs yet; run `rewind bench run` first")
+    labels = [a for a in suite.agents if a in curves]
+    refs = {env: reference_for(env, suite.scores) for env in suite.envs}
+    norm_envs = [e for e in suite.envs if refs[e] is not None]
+
+    # final scores
+    raw = {a: {e: np.array([ev[-1]["return_mean"] for _, ev in sorted(curves[a].get(e, {}).items())])
+               for e in suite.envs if curves[a].get(e)} for a in labels}
+    normed = {a: {e: normalize(raw[a][e], *refs[e][:2]) for e in norm_envs if e in raw[a]} for a in labels}
+    per_game = {e: {a: {"raw_mean": float(raw[a][e].mean()), "raw_std": float(raw[a][e].std()),
+                        "n": int(raw[a][e].size),
+                        "norm_mean": float(normed[a][e].mean()) if e in normed[a] else None}
+                    for a in labels if e in raw[a]} for e in suite.envs}
+
+    # aggregates: only agents that finished every normalised env, so all aggregate the same games
+    agg_labels = [a for a in labels if norm_envs and all(e in normed[a] for e in norm_envs)]
+    aggregates = {a: stats.aggregate_with_ci(normed[a], reps=reps, seed=seed) for a in agg_labels}
+    poi = {}
+    for a in agg_labels:
+        for b in agg_labels:
+            if a != b:
+                poi[f"{a} > {b}"] = stats.poi_with_ci(normed[a], normed[b], reps=reps, seed=seed)
+
+    # IQM vs frames: evaluation points every run of the agent has, on the normalised envs
+    curve_data = {}
+    for a in agg_labels:
+        runs = [ev for e in norm_envs for ev in curves[a][e].values()]
+        steps = sorted(set.intersection(*[{x["step"] for x in ev} for ev in runs]))
+        points = []
+        for st in steps:
+            at = {e: normalize([next(x for x in ev if x["step"] == st)["return_mean"]
+                                for ev in curves[a][e].values()], *refs[e][:2]) for e in norm_envs}
+            frames = next(x for x in runs[0] if x["step"] == st)["frames"]
+            point, lo, hi = stats.iqm_with_ci(at, reps=min(reps, 1000), seed=seed)
+            points.append({"step": st, "frames": frames, "iqm": point, "lo": lo, "hi": hi})
+        curve_data[a] = points
+
+    profiles = {}
+    if agg_labels:
+        allv = np.concatenate([np.concatenate(list(normed[a].values())) for a in agg_labels])
+        taus = np.linspace(min(0.0, allv.min()), max(1.0, allv.max()), 41)
+        for a in agg_labels:
+            prof, ci = stats.performance_profile(normed[a], taus, reps=min(reps, 1000), seed=seed)
+            profiles[a] = {"taus": taus.tolist(), "profile": prof.tolist(), "lo": ci[0].tolist(), "hi": ci[1].tolist()}
+
+    result = {
+        "suite": suite.name, "description": suite.description, "runs": len(suite.runs),
+        "finished": sum(len(s) for a in curves.values() for s in a.values()),
+        "missing": data["missing"], "failed": data["failed"],
+        "normalisation": {e: ({"kind": refs[e][2], "random": refs[e][0], "reference": refs[e][1]}
+                              if refs[e] else None) for e in suite.envs},
+        "per_game": per_game, "aggregates": {a: {m: list(v) for m, v in agg.items()} for a, agg in aggregates.items()},
+        "probability_of_improvement": {k: list(v) for k, v in poi.items()},
+        "iqm_curves": curve_data, "profiles": profiles, "bootstrap_reps": reps,
+    }
+    (out / "report.json").write_text(json.dumps(result, indent=1, default=float))
+    pngs = _plots(out, suite, curves, labels, curve_data, profiles) if plots else []
+    (out / "report.md").write_text(_markdown(result, suite, labels, agg_labels, norm_envs, pngs))
+    return result
+
+
+def _markdown(r: dict, suite, labels, agg_labels, norm_envs, pngs) -> str:
+    kinds = {v["kind"] for v in r["normalisation"].values() if v}
+    score_name = "human-normalized" if kinds == {"human"} else "normalized"
+    lines = [f"# Benchmark report: {suite.name}", ""]
+    if suite.description:
+        lines += [suite.description.strip(), ""]
+    lines += [f"{r['finished']} of {r['runs']} runs finished; agents: {', '.join(suite.agents)}; "
+              f"{len(suite.envs)} envs; score of a run = mean return of its last evaluation.", ""]
+    if r["failed"] or r["missing"]:
+        lines += ["Not in this report:", ""]
+        lines += [f"- {m['run_id']}: failed: {m['error']}" for m in r["failed"]]
+        lines += [f"- {m['run_id']}: {m['error'] or 'not finished'}" for m in r["missing"]]
+        lines.append("")
+    lines += ["## Aggregates", ""]
+    if agg_labels:
+        lines += [f"{score_name.capitalize()} scores over {len(norm_envs)} envs x runs; point estimate "
+                  f"[95% stratified-bootstrap CI, {r['bootstrap_reps']} replicates]. Optimality gap: lower is better.",
+                  "", "| agent | IQM | median | mean | optimality gap |", "|---|---|---|---|---|"]
+        for a in agg_labels:
+            agg = r["aggregates"][a]
+            lines.append(f"| {a} | " + " | ".join(_ci_text(*agg[m]) for m in stats.METRICS) + " |")
+        lines.append("")
+        if r["probability_of_improvement"]:
+            lines += ["Probability of improvement P(X > Y) [95% CI]:", "", "| X > Y | P | 95% CI |", "|---|---|---|"]
+            for k, (p, lo, hi) in r["probability_of_improvement"].items():
+                lines.append(f"| {k} | {p:.3f} | [{lo:.3f}, {hi:.3f}] |")
+            lines.append("")
+    else:
+        lines += ["No aggregate: no env has reference scores, or no agent finished all of them.", ""]
+    no_ref = [e for e in suite.envs if r["normalisation"][e] is None]
+    if no_ref:
+        lines += [f"Without reference scores (per-game table only): {', '.join(no_ref)}.", ""]
+    lines += ["## Per game", "", "Final evaluation return, mean +- std over seeds (n); normalized score in brackets.", "",
+              "| env | random | reference | " + " | ".join(labels) + " |", "|---|---|---|" + "---|" * len(labels)]
+    for e in suite.envs:
+        ref = r["normalisation"][e]
+        cells = []
+        for a in labels:
+            g = r["per_game"][e].get(a)
+            if g is None:
+                cells.append("-")
+                continue
+            norm = f" ({g['norm_mean']:.3f})" if g["norm_mean"] is not None else ""
+            cells.append(f"{_fmt(g['raw_mean'])} +- {_fmt(g['raw_std'])} (n={g['n']}){norm}")
+        lines.append(f"| {e} | {_fmt(ref['random']) if ref else '-'} | "
+                     f"{(_fmt(ref['reference']) + (' (human)' if ref['kind'] == 'human' else '')) if ref else '-'} | " + " | ".join(cells) + " |")
+    lines.append("")
+    if pngs:
+        lines += ["## Plots", ""]
+        titles = {"curves.png": "IQM of normalized score vs frames (95% CI band)",
+                  "profiles.png": "Performance profiles (fraction of runs above tau, 95% CI)",
+                  "per_game.png": "Evaluation return vs frames per game (mean over seeds)"}
+        for p in pngs:
+            lines += [f"### {titles[p]}", "", f"![{p}]({p})", ""]
+    lines += ["Per-run TensorBoard logs: `tensorboard --logdir runs` in this folder.", ""]
+    return "\n".join(lines)
+
+
+def _plots(out: Path, suite, curves, labels, curve_data, profiles) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    if curve_data:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for a, pts in curve_data.items():
+            if not pts:
+                continue
+            x = [p["frames"] for p in pts]
+            ax.plot(x, [p["iqm"] for p in pts], label=a)
+            ax.fill_between(x, [p["lo"] for p in pts], [p["hi"] for p in pts], alpha=0.2)
+        ax.set_xlabel("frames")
+        ax.set_ylabel("IQM normalized score")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "curves.png", dpi=100)
+        plt.close(fig)
+        written.append("curves.png")
+    if profiles:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for a, p in profiles.items():
+            ax.plot(p["taus"], p["profile"], label=a)
+            ax.fill_between(p["taus"], p["lo"], p["hi"], alpha=0.2)
+        ax.set_xlabel("normalized score tau")
+        ax.set_ylabel("fraction of runs with score > tau")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "profiles.png", dpi=100)
+        plt.close(fig)
+        written.append("profiles.png")
+    n = len(suite.envs)
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.5 * cols, 2.8 * rows), squeeze=False)
+    for ax, env in zip(axes.ravel(), suite.envs):
+        for a in labels:
+            runs = list(curves[a].get(env, {}).values())
+            if not runs:
+                continue
+            steps = sorted(set.intersection(*[{x["step"] for x in ev} for ev in runs]))
+            x = [next(e for e in runs[0] if e["step"] == s)["frames"] for s in steps]
+            y = [np.mean([next(e for e in ev if e["step"] == s)["return_mean"] for ev in runs]) for s in steps]
+            ax.plot(x, y, label=a)
+        ax.set_title(env, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "per_game.png", dpi=90)
+    plt.close(fig)
+    written.append("per_game.png")
+    return written

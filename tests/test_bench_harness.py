@@ -1,0 +1,188 @@
+"""The bench harness on the local pool: smoke end to end, kill and resume, failing runs, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rewind.bench import cli
+from rewind.bench.suite import SUITE_DIR, build_suite, load_suite
+
+EVAL_KEYS = {"step", "frames", "episodes", "return_mean", "return_std", "returns"}
+CI = re.compile(r"-?\d+\.\d{3} \[-?\d+\.\d{3}, -?\d+\.\d{3}\]")
+
+
+def small_smoke(tmp_path: Path, steps: int = 600) -> Path:
+    """The shipped smoke suite (every agent, every env) with one seed and a shorter budget."""
+    raw = yaml.safe_load((SUITE_DIR / "smoke.yaml").read_text())
+    raw["seeds"] = [0]
+    raw["config"]["agent"].update(learning_starts=200, eps_decay_steps=400)
+    raw["config"]["run"].update(steps=steps, eval_every=steps // 2, checkpoint_every=steps // 2, eval_episodes=3)
+    path = tmp_path / "smoke_small.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def check_finished_run(run: Path, steps: int, episodes_per_eval: int) -> list[dict]:
+    """A finished run holds its evaluation curve in the shared format, and TensorBoard events."""
+    evals = json.loads((run / "evaluations.json").read_text())
+    assert evals and all(set(e) >= EVAL_KEYS for e in evals)
+    assert evals[-1]["step"] == steps
+    assert all(len(e["returns"]) == episodes_per_eval for e in evals)
+    assert list(run.glob("events.out.tfevents.*")), f"no TensorBoard events in {run}"
+    return evals
+
+
+def status(out: Path, run_id: str) -> dict:
+    return json.loads((out / "runs" / run_id / "status.json").read_text())
+
+
+def write_suite(tmp_path: Path, raw: dict, name: str = "suite.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_shipped_suites_load_and_validate():
+    sizes = {name: len(load_suite(name).runs) for name in ("smoke", "maze", "minatar", "atari100k", "atari-ebu10m")}
+    assert sizes["atari100k"] == 3 * 26 * 5 and sizes["atari-ebu10m"] == 3 * 49 * 3
+    assert sizes["minatar"] == 3 * 5 * 5
+
+
+def test_smoke_suite_end_to_end_local(tmp_path, capsys):
+    suite_path, out = small_smoke(tmp_path), tmp_path / "out"
+    assert cli.main(["run", str(suite_path), "--out", str(out), "--workers", "2", "--reps", "300"]) == 0
+    suite = load_suite(suite_path)
+    assert len(suite.runs) == 9
+    for spec in suite.runs:
+        assert status(out, spec.run_id)["state"] == "done"
+        check_finished_run(out / "runs" / spec.run_id, 600, 3)
+    # the SB3 peer ran with the translated rewind settings (2 workers: both processes used)
+    peer = json.loads((out / "runs" / "sb3-dqn" / "CartPole-v1" / "s0" / "config.yaml").read_text())
+    assert peer["agent"] == "sb3-dqn" and peer["agent_config"]["learning_starts"] == 200
+    assert len({status(out, s.run_id)["pid"] for s in suite.runs}) == 2
+    # the report: one aggregate row per agent, each metric with its CI, and the plots
+    report = (out / "report.md").read_text()
+    for label in ("dqn", "ebu", "sb3-dqn"):
+        row = next(line for line in report.splitlines() if line.startswith(f"| {label} | "))
+        assert len(CI.findall(row)) == 4, row
+    data = json.loads((out / "report.json").read_text())
+    for agg in data["aggregates"].values():
+        for point, lo, hi in agg.values():
+            assert lo <= hi
+    assert "dqn > ebu" in data["probability_of_improvement"]
+    for png in ("curves.png", "profiles.png", "per_game.png"):
+        assert (out / png).stat().st_size > 1000
+    # re-running the same suite skips every finished run
+    before = {s.run_id: status(out, s.run_id) for s in suite.runs}
+    capsys.readouterr()
+    assert cli.main(["run", str(suite_path), "--out", str(out), "--no-report"]) == 0
+    assert "9 already done" in capsys.readouterr().err
+    assert before == {s.run_id: status(out, s.run_id) for s in suite.runs}
+
+
+def test_killed_suite_resumes_without_redoing_finished_runs(tmp_path):
+    raw = {"name": "resume", "agents": {"dqn": "dqn"}, "envs": ["CartPole-v1"], "seeds": [0, 1],
+           "config": {"agent": {"learning_starts": 200},
+                      "run": {"steps": 4000, "eval_every": 1000, "eval_episodes": 2, "checkpoint_every": 500}}}
+    path, out = write_suite(tmp_path, raw), tmp_path / "out"
+    cmd = [sys.executable, "-m", "rewind.bench.cli", "run", str(path), "--out", str(out), "--workers", "1",
+           "--no-report"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first, second = out / "runs" / "dqn" / "CartPole-v1" / "s0", out / "runs" / "dqn" / "CartPole-v1" / "s1"
+    deadline = time.time() + 90
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            done = (first / "status.json").exists()
+            if done and (second / "checkpoint.pt").exists():
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the suite finished before it could be killed: " + proc.stderr.read().decode()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the harness and its worker: no chance to clean up
+        proc.wait()
+    assert not (second / "status.json").exists()
+    finished = (first / "status.json").read_text()
+    finished_mtime = (first / "summary.json").stat().st_mtime_ns
+
+    assert cli.main(["run", str(path), "--out", str(out), "--no-report"]) == 0
+    assert (first / "status.json").read_text() == finished            # not redone
+    assert (first / "summary.json").stat().st_mtime_ns == finished_mtime
+    resumed = status(out, "dqn/CartPole-v1/s1")
+    assert resumed["state"] == "done" and resumed["resumed_from"] >= 500
+    evals = check_finished_run(second, 4000, 2)
+    assert [e["step"] for e in evals] == [1000, 2000, 3000, 4000]     # the curve before the kill is kept
+
+
+def test_failing_run_is_reported_and_the_others_finish(tmp_path, capsys):
+    # CartPole has no `bogus` option: gymnasium rejects it when the run builds its env
+    raw = {"name": "fail", "agents": {"dqn": "dqn"}, "seeds": [0],
+           "envs": {"CartPole-v1": {}, "Acrobot-v1": {"env": {"bogus": 1}}},
+           "config": {"agent": {"learning_starts": 100}, "run": {"steps": 300, "eval_every": 0, "eval_episodes": 2}}}
+    path, out = write_suite(tmp_path, raw), tmp_path / "out"
+    assert cli.main(["run", str(path), "--out", str(out), "--workers", "2", "--reps", "100"]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED dqn/Acrobot-v1/s0" in err and "bogus" in err
+    assert status(out, "dqn/CartPole-v1/s0")["state"] == "done"
+    bad = status(out, "dqn/Acrobot-v1/s0")
+    assert bad["state"] == "failed" and "bogus" in bad["error"]
+    assert "Traceback" in (out / "runs" / "dqn" / "Acrobot-v1" / "s0" / "error.log").read_text()
+    assert "dqn/Acrobot-v1/s0: failed" in (out / "report.md").read_text()
+
+
+def _tree(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _one_line_error(capsys, argv) -> str:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rewind: error:") and "\n" not in err, err
+    return err
+
+
+def test_bad_input_is_one_line_before_any_run(tmp_path, capsys):
+    out = tmp_path / "out"
+    base = {"name": "a", "agents": {"dqn": "dqn"}, "envs": ["CartPole-v1"], "seeds": 1,
+            "config": {"run": {"steps": 100}}}
+    err = _one_line_error(capsys, ["run", str(write_suite(tmp_path, {**base, "agents": {"x": "dqnn"}})),
+                                   "--out", str(out)])
+    assert "unknown agent 'dqnn'" in err and "did you mean dqn" in err
+    err = _one_line_error(capsys, ["run", str(write_suite(tmp_path, {**base, "envs": ["pongg"]})), "--out", str(out)])
+    assert "unknown env 'pongg'" in err
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("agents: {dqn: dqn\nenvs: [CartPole-v1]\n")
+    assert "not valid YAML" in _one_line_error(capsys, ["run", str(bad_yaml), "--out", str(out)])
+    err = _one_line_error(capsys, ["run", str(write_suite(tmp_path, {**base, "config": {"agent": {"lrr": 1}}})),
+                                   "--out", str(out)])
+    assert "agent.lrr" in err
+    assert not out.exists()  # nothing was created by any of these
+
+    # a folder of another suite (or of anything else) is refused and left as it was
+    from rewind.bench.runner import prepare_out
+    prepare_out(out, build_suite(base))
+    (out / "notes.txt").write_text("mine")
+    before = _tree(out)
+    other = write_suite(tmp_path, {**base, "config": {"run": {"steps": 200}}})
+    assert "holds results of suite 'a'" in _one_line_error(capsys, ["run", str(other), "--out", str(out)])
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "data.csv").write_text("1,2")
+    assert "holds no rewind bench results" in _one_line_error(capsys, ["run", str(other), "--out", str(foreign)])
+    assert "no suite results" in _one_line_error(capsys, ["report", str(foreign)])
+    # an unreachable Ray cluster is refused before the folder is touched
+    err = _one_line_error(capsys, ["run", str(write_suite(tmp_path, base)), "--out", str(out),
+                                   "--ray-address", "127.0.0.1:1"])
+    assert "unreachable" in err or "needs ray" in err
+    assert _tree(out) == before and (foreign / "data.csv").read_text() == "1,2"
