@@ -1,0 +1,254 @@
+"""EBU as a stable-baselines3 algorithm: `EBU("CnnPolicy", env, beta=0.5).learn(n)`.
+
+For SB3 users who want Episodic Backward Update (Lee, Choi, Chung 2019) with one changed
+line. `EBU` subclasses SB3's `DQN`, so policies, exploration, target syncing
+(`target_update_interval`, `tau`), callbacks, `save`/`load`, `predict` and the SB3 logger
+(TensorBoard `train/loss`, `rollout/...`) behave as for DQN. Two things differ:
+
+- the replay is `EpisodicSB3Buffer`: an SB3 `ReplayBuffer` subclass that stores each env's
+  stream in rewind's `EpisodicReplayBuffer` (frames once, an O(1) index of complete
+  episodes, torn episodes never sampled; SB3's `TimeLimit.truncated` kept apart from
+  termination), so it still answers SB3's uniform `sample()`;
+- `train()` takes minibatches from a queue filled episode by episode: a whole episode is
+  sampled uniformly, the target network runs once over all its next states, the targets come
+  from rewind's `backward_targets` (the same function as `rewind.agents.ebu`), and the
+  transitions are trained in consecutive minibatches from the terminal backward; a short last
+  minibatch is padded with the next sampled episode, as the authors do.
+
+Loss and clipping follow SB3's DQN (smooth L1, `max_grad_norm`), not rewind's DQN config.
+`n_steps` must stay 1 (EBU's backward sweep replaces n-step returns). The queue of
+precomputed targets is not saved: after `load` the next update samples a fresh episode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from torch.nn import functional as F
+
+from stable_baselines3 import DQN
+from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+from rewind.buffers.backward import backward_targets
+from rewind.buffers.episodic import EpisodicReplayBuffer
+from rewind.errors import RewindError
+
+__all__ = ["EBU", "EpisodicSB3Buffer"]
+
+
+class EpisodicSB3Buffer(ReplayBuffer):
+    """SB3 replay buffer API over one rewind `EpisodicReplayBuffer` per env.
+
+    SB3 hands `add()` the last observation and the true next observation (the terminal one
+    from `infos[i]["terminal_observation"]` when an env auto-resets), in time order per env,
+    which is what the frame-once storage needs. `optimize_memory_usage` is accepted and
+    ignored: every frame is stored once anyway.
+    """
+
+    def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Space,
+                 device: th.device | str = "auto", n_envs: int = 1, optimize_memory_usage: bool = False,
+                 handle_timeout_termination: bool = True):
+        # SB3's ReplayBuffer.__init__ would allocate obs and next_obs arrays we never use.
+        BaseBuffer.__init__(self, buffer_size, observation_space, action_space, device, n_envs=n_envs)
+        if not isinstance(action_space, spaces.Discrete):
+            raise RewindError(f"EBU needs a Discrete action space, got {action_space}")
+        if isinstance(observation_space, spaces.Dict):
+            raise RewindError("EBU does not support Dict observations; flatten them (gymnasium FlattenObservation)")
+        self.buffer_size = max(buffer_size // n_envs, 2)
+        self.optimize_memory_usage = False
+        self.handle_timeout_termination = handle_timeout_termination
+        self.storages = [EpisodicReplayBuffer(self.buffer_size, self.obs_shape, observation_space.dtype,
+                                              n_actions=int(action_space.n)) for _ in range(n_envs)]
+
+    def add(self, obs, next_obs, action, reward, done, infos: list[dict[str, Any]]) -> None:
+        obs = np.asarray(obs).reshape((self.n_envs, *self.obs_shape))
+        next_obs = np.asarray(next_obs).reshape((self.n_envs, *self.obs_shape))
+        action = np.asarray(action).reshape(self.n_envs)
+        reward, done = np.asarray(reward).reshape(self.n_envs), np.asarray(done).reshape(self.n_envs)
+        for i, storage in enumerate(self.storages):
+            truncated = bool(done[i]) and self.handle_timeout_termination and bool(
+                infos[i].get("TimeLimit.truncated", False))
+            terminated = bool(done[i]) and not truncated
+            storage.add(obs[i], int(action[i]), float(reward[i]), next_obs[i], terminated, truncated, infos[i])
+        self.pos += 1
+        if self.pos == self.buffer_size:
+            self.full, self.pos = True, 0
+
+    def truncate_last_trajectory(self) -> None:
+        """End every running episode as truncated (SB3 resets the envs at a new `learn()`)."""
+        for storage in self.storages:
+            storage.truncate_running_episode()
+
+    # ------------------------------------------------------------------ episodes
+    @property
+    def num_episodes(self) -> int:
+        return sum(s.num_episodes for s in self.storages)
+
+    def sample_episode(self, rng: np.random.Generator) -> tuple[int, np.ndarray]:
+        """(env index, absolute indexes) of one episode drawn uniformly among all complete ones."""
+        counts = np.array([s.num_episodes for s in self.storages])
+        if counts.sum() == 0:
+            raise RewindError("EBU replay holds no complete episode yet; raise learning_starts")
+        i = int(rng.choice(len(counts), p=counts / counts.sum())) if len(counts) > 1 else 0
+        return i, self.storages[i].sample_episode(rng)
+
+    # ------------------------------------------------------------------ SB3's uniform sampling
+    def sample(self, batch_size: int, env=None) -> ReplayBufferSamples:
+        """Uniform one-step transitions (SB3 API), e.g. for plain DQN on this buffer."""
+        env_idx = np.random.randint(0, self.n_envs, size=batch_size)
+        parts = []
+        for i in range(self.n_envs):
+            k = int((env_idx == i).sum())
+            if k:
+                parts.append((i, self._uniform(self.storages[i], k)))
+        return self.samples(parts, env)
+
+    @staticmethod
+    def _uniform(storage: EpisodicReplayBuffer, k: int) -> np.ndarray:
+        low, high = storage.oldest, storage.total - 1
+        if high <= low:
+            raise RewindError("replay holds no complete transition yet; raise learning_starts")
+        p = np.random.randint(low, high, size=k)
+        for _ in range(100):
+            bad = ~storage.is_valid(p)
+            if not bad.any():
+                return p
+            p[bad] = np.random.randint(low, high, size=int(bad.sum()))
+        raise RewindError("replay could not find valid transitions; raise learning_starts")
+
+    def samples(self, parts: list[tuple[int, np.ndarray]], env=None) -> ReplayBufferSamples:
+        """SB3 samples for transitions given as (env index, absolute indexes) groups, in that order."""
+        obs, nxt, act, rew, done = [], [], [], [], []
+        for i, p in parts:
+            s = self.storages[i]
+            rows = p % s.capacity
+            obs.append(s.states(p))
+            nxt.append(s.next_states(p))
+            act.append(s.actions[rows].astype(np.int64))
+            rew.append(s.rewards[rows])
+            done.append(s.terminated[rows].astype(np.float32))
+        data = (self._normalize_obs(np.concatenate(obs), env), np.concatenate(act).reshape(-1, 1),
+                self._normalize_obs(np.concatenate(nxt), env), np.concatenate(done).reshape(-1, 1),
+                self._normalize_reward(np.concatenate(rew).reshape(-1, 1), env))
+        return ReplayBufferSamples(*tuple(map(self.to_torch, data)))
+
+
+class EBU(DQN):
+    """Episodic Backward Update on SB3's DQN. Extra arguments: beta (diffusion factor in [0, 1];
+    0 = one-step DQN targets, 1 = the whole episode in one sweep; paper default 0.5) and
+    target_chunk (next states per target-network forward pass). Everything else is DQN's."""
+
+    def __init__(self, policy, env, *args, beta: float = 0.5, target_chunk: int = 1024, **kwargs):
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= float(beta) <= 1.0:
+            raise RewindError(f"EBU beta must be a number in [0, 1], got {beta!r}")
+        if int(target_chunk) < 1:
+            raise RewindError(f"EBU target_chunk must be >= 1, got {target_chunk!r}")
+        if kwargs.get("n_steps", 1) != 1:
+            raise RewindError("EBU propagates rewards backward through whole episodes; leave n_steps at 1")
+        buffer_cls = kwargs.get("replay_buffer_class")
+        if buffer_cls is not None and not (isinstance(buffer_cls, type) and issubclass(buffer_cls, EpisodicSB3Buffer)):
+            raise RewindError("EBU needs its episodic replay; leave replay_buffer_class unset")
+        kwargs["replay_buffer_class"] = EpisodicSB3Buffer
+        self.beta = float(beta)
+        self.target_chunk = int(target_chunk)
+        try:
+            super().__init__(policy, env, *args, **kwargs)
+        except AssertionError as exc:   # SB3 checks spaces with assert; make it a one-line user error
+            if "action spaces" in str(exc):
+                raise RewindError(f"EBU needs a Discrete action space, got {self.action_space}") from None
+            raise
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self._reset_queue()
+        self._ebu_rng = np.random.default_rng(self.seed)
+
+    def _reset_queue(self) -> None:
+        self._queue_env = np.zeros(0, dtype=np.int64)   # env of each queued transition
+        self._queue_idx = np.zeros(0, dtype=np.int64)   # absolute index, in training order
+        self._queue_y = np.zeros(0, dtype=np.float32)   # its EBU target
+
+    def _setup_learn(self, total_timesteps, callback=None, reset_num_timesteps=True, tb_log_name="run",
+                     progress_bar=False):
+        # A new learn() that resets the envs abandons the running episodes: close them as truncated.
+        if (reset_num_timesteps or self._last_obs is None) and self.replay_buffer is not None:
+            self.replay_buffer.truncate_last_trajectory()
+        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+
+    # ------------------------------------------------------------------ targets
+    @th.no_grad()
+    def episode_targets(self, env_i: int, p: np.ndarray) -> np.ndarray:
+        """(T,) EBU targets of one episode: target network over its next states, then the backward sweep."""
+        buf: EpisodicSB3Buffer = self.replay_buffer
+        storage = buf.storages[env_i]
+        next_q = np.empty((len(p), int(self.action_space.n)), dtype=np.float32)
+        for s in range(0, len(p), self.target_chunk):
+            nxt = buf._normalize_obs(storage.next_states(p[s:s + self.target_chunk]), self._vec_normalize_env)
+            next_q[s:s + self.target_chunk] = self.q_net_target(buf.to_torch(nxt, copy=False)).float().cpu().numpy()
+        rows = p % storage.capacity
+        rewards = buf._normalize_reward(storage.rewards[rows], self._vec_normalize_env)
+        return backward_targets(rewards, storage.actions[rows].astype(np.int64), next_q, storage.terminated[rows],
+                                float(self.gamma), self.beta).astype(np.float32)
+
+    def next_minibatch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(env index, absolute index, target) of the next batch_size queued transitions."""
+        buf: EpisodicSB3Buffer = self.replay_buffer
+        envs, idx, ys = [], [], []
+        have = 0
+        while have < batch_size:
+            while len(self._queue_idx) < batch_size - have:   # refill: whole episodes, terminal first
+                i, p = buf.sample_episode(self._ebu_rng)
+                y = self.episode_targets(i, p)
+                self._queue_env = np.concatenate([self._queue_env, np.full(len(p), i)])
+                self._queue_idx = np.concatenate([self._queue_idx, p[::-1]])
+                self._queue_y = np.concatenate([self._queue_y, y[::-1]])
+            k = batch_size - have
+            e, p, y = self._queue_env[:k], self._queue_idx[:k], self._queue_y[:k]
+            self._queue_env, self._queue_idx, self._queue_y = (self._queue_env[k:], self._queue_idx[k:],
+                                                               self._queue_y[k:])
+            ok = np.ones(k, dtype=bool)   # wraparound may have overwritten queued transitions
+            for i in np.unique(e):
+                ok[e == i] = buf.storages[int(i)].is_valid(p[e == i])
+            envs.append(e[ok]), idx.append(p[ok]), ys.append(y[ok])
+            have += int(ok.sum())
+        return np.concatenate(envs), np.concatenate(idx), np.concatenate(ys)
+
+    # ------------------------------------------------------------------ learning
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        buf: EpisodicSB3Buffer = self.replay_buffer
+        if buf.num_episodes == 0 and not len(self._queue_idx):
+            return  # no complete episode yet: nothing to propagate
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        losses = []
+        for _ in range(gradient_steps):
+            envs, idx, y = self.next_minibatch(batch_size)
+            # keep the queue's order inside each env group; groups in env order (one env: unchanged)
+            order = np.argsort(envs, kind="stable")
+            groups = [(int(i), idx[order][envs[order] == i]) for i in np.unique(envs)]
+            data = buf.samples(groups, self._vec_normalize_env)
+            targets = th.as_tensor(y[order], device=self.device).reshape(-1, 1)
+            current_q = th.gather(self.q_net(data.observations), dim=1, index=data.actions.long())
+            loss = F.smooth_l1_loss(current_q, targets)
+            losses.append(loss.item())
+            self.policy.optimizer.zero_grad()
+            loss.backward()
+            th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/loss", float(np.mean(losses)))
+        self.logger.record("train/beta", self.beta)
+
+    def learn(self, total_timesteps: int, callback=None, log_interval: int = 4, tb_log_name: str = "EBU",
+              reset_num_timesteps: bool = True, progress_bar: bool = False):
+        return super().learn(total_timesteps=total_timesteps, callback=callback, log_interval=log_interval,
+                             tb_log_name=tb_log_name, reset_num_timesteps=reset_num_timesteps,
+                             progress_bar=progress_bar)
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_queue_env", "_queue_idx", "_queue_y", "_ebu_rng"]
