@@ -33,7 +33,8 @@ class DQNConfig:
     batch_size: int = 32
     buffer_size: int = 100_000
     learning_starts: int = 10_000    # env steps before the first update
-    update_every: int = 4            # env steps per gradient update (Nature DQN: 4)
+    update_every: int = 4            # env steps between learning phases (Nature DQN: 4)
+    gradient_steps: int = 1          # gradient updates per learning phase (RL Zoo's CartPole: 128 every 256 steps)
     target_update_every: int = 1000  # gradient updates between target-network copies
     double: bool = False             # double-DQN targets
     n_step: int = 1                  # n-step returns (1 = Nature DQN); stop at episode ends; EBU ignores it
@@ -49,7 +50,7 @@ class DQNConfig:
             raise RewindError(f"agent.network must be one of {', '.join(NETWORKS)}, got {self.network!r}")
         if self.optimizer not in OPTIMIZERS:
             raise RewindError(f"agent.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        for name in ("batch_size", "buffer_size", "update_every", "target_update_every", "n_step"):
+        for name in ("batch_size", "buffer_size", "update_every", "gradient_steps", "target_update_every", "n_step"):
             if getattr(self, name) < 1:
                 raise RewindError(f"agent.{name} must be >= 1")
         if not 0 <= self.gamma <= 1:
@@ -114,10 +115,11 @@ class DQNAgent(Agent):
         cfg = self.config
         if self.steps < cfg.learning_starts or self.steps % cfg.update_every:
             return {}
-        metrics = self.learn()
-        self.updates += 1
-        if self.updates % cfg.target_update_every == 0:
-            self.sync_target()
+        for _ in range(cfg.gradient_steps):
+            metrics = self.learn()
+            self.updates += 1
+            if self.updates % cfg.target_update_every == 0:
+                self.sync_target()
         metrics["epsilon"] = self.epsilon()
         return metrics
 
