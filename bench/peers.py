@@ -71,11 +71,13 @@ def _optimizer(cfg) -> tuple[type, dict]:
 def sb3_kwargs(exp) -> tuple[dict, list[str]]:
     """SB3 DQN keyword arguments equivalent to the run's rewind DQN config, plus notes on differences."""
     cfg, steps = exp.agent_config, exp.run.steps
+    grad_steps = int(getattr(cfg, "gradient_steps", 1))
     opt_cls, opt_kwargs = _optimizer(cfg)
     kwargs = dict(
         learning_rate=cfg.lr, buffer_size=cfg.buffer_size, learning_starts=cfg.learning_starts,
-        batch_size=cfg.batch_size, gamma=cfg.gamma, train_freq=cfg.update_every, gradient_steps=1,
-        n_steps=cfg.n_step, target_update_interval=cfg.target_update_every * cfg.update_every,
+        batch_size=cfg.batch_size, gamma=cfg.gamma, train_freq=cfg.update_every, gradient_steps=grad_steps,
+        n_steps=cfg.n_step,
+        target_update_interval=max(1, round(cfg.target_update_every * cfg.update_every / grad_steps)),
         exploration_initial_eps=cfg.eps_start, exploration_final_eps=cfg.eps_end,
         exploration_fraction=min(1.0, cfg.eps_decay_steps / steps),
         max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm > 0 else 1e10,
@@ -230,7 +232,8 @@ def run_peer(spec, exp, logdir: str | Path, resume: bool = False) -> dict:
                 do_eval(n)
             if run.checkpoint_every and n % run.checkpoint_every == 0:
                 checkpoint(n)
-            return not stop["flag"]
+            # SB3 checks its budget only between rollouts of train_freq steps: stop exactly here
+            return not stop["flag"] and n < run.steps
 
     def on_sigint(signum, frame):
         if stop["flag"]:

@@ -237,7 +237,8 @@ def _plots(out: Path, suite, curves, labels, curve_data, profiles) -> list[str]:
         ax.tick_params(labelsize=7)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
-    axes.ravel()[0].legend(fontsize=7)
+    if axes.ravel()[0].get_legend_handles_labels()[0]:
+        axes.ravel()[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "per_game.png", dpi=90)
     plt.close(fig)

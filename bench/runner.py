@@ -11,7 +11,8 @@ Durability: a run is *done* when status.json says so (written last, atomically, 
 summary.json); a run with a checkpoint and no done status is resumed from it; anything else
 starts from scratch in an emptied folder. A failing run writes its error and traceback and
 the others go on; the next invocation retries it. Each worker process runs one run at a time
-with torch limited to the run's cpus, so N workers never oversubscribe the machine.
+with torch limited to the run's cpus, so N workers never oversubscribe the machine; with
+one worker the runs execute in the harness process itself (no extra interpreter start).
 """
 
 from __future__ import annotations
@@ -180,6 +181,16 @@ def _run_local(todo: list, out: Path, workers: int) -> list[dict]:
     from rewind.agents.checkpoint import atomic_write_json
 
     results, pending = [], list(todo)
+    if workers == 1:
+        # one worker: run in this process (no second interpreter and torch import per suite);
+        # a failing run is still caught by execute_run, and a crash leaves checkpoints to resume
+        for spec in pending:
+            res = execute_run(dataclasses.asdict(spec), str(out))
+            results.append(res)
+            _log(_report_line(len(results), len(todo), res))
+            if res["state"] == "interrupted":
+                break
+        return results
     ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
     while pending:
         lost = []

@@ -94,7 +94,7 @@ def test_smoke_suite_end_to_end_local(tmp_path, capsys):
 def test_killed_suite_resumes_without_redoing_finished_runs(tmp_path):
     raw = {"name": "resume", "agents": {"dqn": "dqn"}, "envs": ["CartPole-v1"], "seeds": [0, 1],
            "config": {"agent": {"learning_starts": 200},
-                      "run": {"steps": 4000, "eval_every": 1000, "eval_episodes": 2, "checkpoint_every": 500}}}
+                      "run": {"steps": 2000, "eval_every": 500, "eval_episodes": 2, "checkpoint_every": 250}}}
     path, out = write_suite(tmp_path, raw), tmp_path / "out"
     cmd = [sys.executable, "-m", "rewind.bench.cli", "run", str(path), "--out", str(out), "--workers", "1",
            "--no-report"]
@@ -119,9 +119,9 @@ def test_killed_suite_resumes_without_redoing_finished_runs(tmp_path):
     assert (first / "status.json").read_text() == finished            # not redone
     assert (first / "summary.json").stat().st_mtime_ns == finished_mtime
     resumed = status(out, "dqn/CartPole-v1/s1")
-    assert resumed["state"] == "done" and resumed["resumed_from"] >= 500
-    evals = check_finished_run(second, 4000, 2)
-    assert [e["step"] for e in evals] == [1000, 2000, 3000, 4000]     # the curve before the kill is kept
+    assert resumed["state"] == "done" and resumed["resumed_from"] >= 250
+    evals = check_finished_run(second, 2000, 2)
+    assert [e["step"] for e in evals] == [500, 1000, 1500, 2000]     # the curve before the kill is kept
 
 
 def test_failing_run_is_reported_and_the_others_finish(tmp_path, capsys):
@@ -186,3 +186,45 @@ def test_bad_input_is_one_line_before_any_run(tmp_path, capsys):
                                    "--ray-address", "127.0.0.1:1"])
     assert "unreachable" in err or "needs ray" in err
     assert _tree(out) == before and (foreign / "data.csv").read_text() == "1,2"
+
+
+def test_peer_gets_rewinds_settings_in_sb3_units():
+    from rewind.bench.peers import sb3_kwargs
+    from rewind.bench.suite import resolve_run
+
+    suite = build_suite({"agents": {"p": "sb3-dqn"}, "envs": ["minatar-breakout"], "seeds": 1,
+                         "config": {"agent": {"update_every": 4, "target_update_every": 250, "eps_decay_steps": 2500,
+                                              "double": True}, "run": {"steps": 10000}}})
+    exp = resolve_run(suite.runs[0])
+    kwargs, notes = sb3_kwargs(exp)
+    assert kwargs["train_freq"] == 4 and kwargs["target_update_interval"] == 1000   # SB3 counts env steps
+    assert kwargs["gradient_steps"] == exp.agent_config.gradient_steps
+    assert kwargs["exploration_fraction"] == pytest.approx(0.25)
+    assert kwargs["learning_rate"] == exp.agent_config.lr and kwargs["buffer_size"] == exp.agent_config.buffer_size
+    assert any("double" in n for n in notes)
+    # the same Q-network: rewind's MinAtar body as SB3's features, SB3 adds the last layer
+    import torch
+    from stable_baselines3 import DQN
+
+    from rewind.agents.networks import build_q_network
+    from rewind.envs import make_env
+
+    env = make_env("minatar-breakout")
+    model = DQN("MlpPolicy", env, **{**kwargs, "buffer_size": 100}, device="cpu")
+    ours = build_q_network(exp.agent_config.network, env.observation_space, env.action_space.n)
+    assert sum(p.numel() for p in model.q_net.parameters()) == sum(p.numel() for p in ours.parameters())
+    assert isinstance(model.policy.optimizer, torch.optim.RMSprop)          # the preset's optimizer
+
+
+def test_qrdqn_peer_when_installed(tmp_path):
+    pytest.importorskip("sb3_contrib")
+    import dataclasses
+
+    from rewind.bench.runner import execute_run
+
+    raw = {"name": "qr", "agents": {"qr": "sb3-qrdqn"}, "envs": ["CartPole-v1"], "seeds": [0],
+           "config": {"agent": {"learning_starts": 100}, "run": {"steps": 300, "eval_every": 150, "eval_episodes": 2}}}
+    spec = build_suite(raw).runs[0]
+    result = execute_run(dataclasses.asdict(spec), str(tmp_path))    # the worker entry point, in this process
+    assert result["state"] == "done", result
+    check_finished_run(tmp_path / "runs" / spec.run_id, 300, 2)
