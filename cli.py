@@ -15,6 +15,7 @@ from rewind.errors import RewindError
 EXTENSIONS: list[str] = [
     "rewind.controllers.search_cli",   # rewind search (ENAS / random search)
     "rewind.bench.curriculum_cli",     # rewind curriculum shapes|maze
+    "rewind.bench.cli",                # rewind bench run|report|list
 ]
 
 EPILOG_TRAIN = """\
