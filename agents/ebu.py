@@ -39,7 +39,7 @@ from rewind.errors import RewindError
 @dataclasses.dataclass
 class EBUConfig(DQNConfig):
     beta: float = 0.5                # diffusion factor; 0 = one-step DQN targets, 1 = full backward sweep
-    target_chunk: int = 1024         # next states per target-network forward pass when building targets
+    target_chunk: int = 256          # next states per target-network pass (1024 thrashes the CPU cache: +40%)
     refill_min: int = 256            # queue episodes until this many transitions, one target pass for all
                                      # (0: one episode at a time, as the authors' code)
 

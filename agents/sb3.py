@@ -142,7 +142,7 @@ class EBU(DQN):
     0 = one-step DQN targets, 1 = the whole episode in one sweep; paper default 0.5) and
     target_chunk (next states per target-network forward pass). Everything else is DQN's."""
 
-    def __init__(self, policy, env, *args, beta: float = 0.5, target_chunk: int = 1024, **kwargs):
+    def __init__(self, policy, env, *args, beta: float = 0.5, target_chunk: int = 256, **kwargs):
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= float(beta) <= 1.0:
             raise RewindError(f"EBU beta must be a number in [0, 1], got {beta!r}")
         if int(target_chunk) < 1:
