@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from rewind.errors import RewindError
+from rewind.errors import RewindError, exit_code
 
 # Modules that add subcommands: each exposes register(subparsers) and sets func on its parser.
 EXTENSIONS: list[str] = [
@@ -79,7 +79,7 @@ def _cmd_train(args) -> int:
     print(f"rewind: {state} at step {summary['steps']} ({summary['episodes']} episodes{tail}); "
           f"checkpoint in {logdir}/checkpoint.pt")
     if summary["interrupted"]:
-        print(f"rewind: continue with the same command plus --resume", file=sys.stderr)
+        print("rewind: continue with the same command plus --resume", file=sys.stderr)
         return 130
     return 0
 
@@ -164,11 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except RewindError as exc:
-        print(f"rewind: error: {exc}", file=sys.stderr)
-        return 2
+    return exit_code(lambda: args.func(args))
 
 
 if __name__ == "__main__":

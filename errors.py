@@ -6,3 +6,14 @@ The CLI prints a RewindError as one line and exits with code 2; anything else is
 
 class RewindError(Exception):
     """A problem with the user's input (env id, config key, checkpoint, ...), with what to do."""
+
+
+def exit_code(call) -> int:
+    """Run a command function; a RewindError becomes one line on stderr and exit code 2."""
+    import sys
+
+    try:
+        return int(call() or 0)
+    except RewindError as exc:
+        print(f"rewind: error: {exc}", file=sys.stderr)
+        return 2

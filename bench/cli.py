@@ -105,16 +105,12 @@ def register(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rewind.errors import RewindError
+    from rewind.errors import exit_code
 
     parser = argparse.ArgumentParser(prog="rewind bench")
     build_parser(parser)
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except RewindError as exc:
-        print(f"rewind: error: {exc}", file=sys.stderr)
-        return 2
+    return exit_code(lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from rewind.errors import RewindError
+from rewind.errors import RewindError, exit_code
 
 SECTIONS = ("space", "agent", "env", "search")
 
@@ -118,17 +118,11 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry (`python -m rewind.controllers.search_cli ...`) until cli.py registers the module."""
-    import sys
-
+    """Stand-alone entry (`python -m rewind.controllers.search_cli ...`); `rewind search` is the same."""
     parser = argparse.ArgumentParser(prog="rewind")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except RewindError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return exit_code(lambda: args.func(args))
 
 
 if __name__ == "__main__":

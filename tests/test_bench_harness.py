@@ -16,21 +16,10 @@ import pytest
 import yaml
 
 from rewind.bench import cli
-from rewind.bench.suite import SUITE_DIR, build_suite, load_suite
+from rewind.bench.suite import build_suite, load_suite
 
 EVAL_KEYS = {"step", "frames", "episodes", "return_mean", "return_std", "returns"}
 CI = re.compile(r"-?\d+\.\d{3} \[-?\d+\.\d{3}, -?\d+\.\d{3}\]")
-
-
-def small_smoke(tmp_path: Path, steps: int = 600) -> Path:
-    """The shipped smoke suite (every agent, every env) with one seed and a shorter budget."""
-    raw = yaml.safe_load((SUITE_DIR / "smoke.yaml").read_text())
-    raw["seeds"] = [0]
-    raw["config"]["agent"].update(learning_starts=200, eps_decay_steps=400)
-    raw["config"]["run"].update(steps=steps, eval_every=steps // 2, checkpoint_every=steps // 2, eval_episodes=3)
-    path = tmp_path / "smoke_small.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 def check_finished_run(run: Path, steps: int, episodes_per_eval: int) -> list[dict]:
@@ -59,8 +48,8 @@ def test_shipped_suites_load_and_validate():
     assert sizes["minatar"] == 3 * 5 * 5
 
 
-def test_smoke_suite_end_to_end_local(tmp_path, capsys):
-    suite_path, out = small_smoke(tmp_path), tmp_path / "out"
+def test_smoke_suite_end_to_end_local(tmp_path, small_smoke, capsys):
+    suite_path, out = small_smoke(), tmp_path / "out"
     assert cli.main(["run", str(suite_path), "--out", str(out), "--workers", "2", "--reps", "300"]) == 0
     suite = load_suite(suite_path)
     assert len(suite.runs) == 9

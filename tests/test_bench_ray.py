@@ -7,28 +7,16 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
-from rewind.bench.suite import SUITE_DIR, load_suite
+from rewind.bench.suite import load_suite
 
 ray = pytest.importorskip("ray")
 
 
-def small_smoke(tmp_path: Path, steps: int = 600) -> Path:
-    raw = yaml.safe_load((SUITE_DIR / "smoke.yaml").read_text())
-    raw["seeds"] = [0]
-    raw["config"]["agent"].update(learning_starts=200, eps_decay_steps=400)
-    raw["config"]["run"].update(steps=steps, eval_every=steps // 2, checkpoint_every=steps // 2, eval_episodes=3)
-    path = tmp_path / "smoke_small.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
-def test_smoke_suite_on_a_local_ray_cluster(tmp_path):
-    suite_path, out = small_smoke(tmp_path), tmp_path / "out"
+def test_smoke_suite_on_a_local_ray_cluster(tmp_path, small_smoke):
+    suite_path, out = small_smoke(), tmp_path / "out"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
         address = ray.get_runtime_context().gcs_address

@@ -19,13 +19,7 @@ from rewind.agents.ebu import AdaptiveEBUAgent, AdaptiveEBUConfig, EBUAgent, EBU
 from rewind.agents.experiment import resolve, run_experiment
 from rewind.cli import main as cli_main
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny nets: one thread is fastest, and the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 OBS = gym.spaces.Box(-10.0, 10.0, shape=(3,), dtype=np.float32)

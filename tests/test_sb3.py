@@ -16,12 +16,7 @@ from rewind.envs import make_env
 from rewind.errors import RewindError
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def maze(max_steps=200):
