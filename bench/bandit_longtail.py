@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from rewind.bench.markdown import write_result
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results" / "bandit"
 BETAS = (0.0, 0.9, 0.99, 0.999, 0.9999)
@@ -87,11 +88,7 @@ def main(argv=None) -> int:
     print()
     print(md)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(f"# Class-balanced loss on the long-tail bandit\n\nCommand: `python -m rewind.bench.bandit_longtail "
-                       f"{' '.join(argv if argv is not None else sys.argv[1:])}`\n\n{md}\n")
-        print(f"\nwritten: {out}")
+        write_result(args.out, "Class-balanced loss on the long-tail bandit", "rewind.bench.bandit_longtail", argv, md)
     return 0
 
 

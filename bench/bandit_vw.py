@@ -25,6 +25,7 @@ import numpy as np
 
 from rewind.agents.base import Agent
 from rewind.errors import RewindError
+from rewind.bench.markdown import write_result
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results" / "bandit"
 DATASETS = {   # table column -> env id
@@ -171,7 +172,6 @@ def table(results, datasets, agents, seeds: int, passes: float, vw_note: str | N
              f"{passes:g} pass(es) over each stream; last column: steps/s on digits (mean over seeds).", ""]
     lines.append("| agent | " + " | ".join(datasets) + " | steps/s |")
     lines.append("|---" * (len(datasets) + 2) + "|")
-    best = {ds: min((np.mean(results[(a, ds)]["pv"]), a) for a in agents if (a, ds) in results) for ds in datasets}
     best_rw = {ds: min((np.mean(results[(a, ds)]["pv"]), a) for a in agents
                        if (a, ds) in results and a not in VW_LEARNERS and a != "supervised") for ds in datasets}
     for a in agents:
@@ -224,11 +224,7 @@ def main(argv=None) -> int:
     print()
     print(md)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(f"# Bandit side by side\n\nCommand: `python -m rewind.bench.bandit_vw "
-                       f"{' '.join(argv if argv is not None else sys.argv[1:])}`\n\n{md}\n")
-        print(f"\nwritten: {out}")
+        write_result(args.out, "Bandit side by side", "rewind.bench.bandit_vw", argv, md)
     return 0
 
 
