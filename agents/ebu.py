@@ -79,7 +79,8 @@ class EBUAgent(DQNAgent):
         next_q = np.empty((len(p), self.n_actions), dtype=np.float32)
         for s in range(0, len(p), chunk):
             nxt = torch.from_numpy(self.replay.next_states(p[s:s + chunk])).to(self.device)
-            next_q[s:s + chunk] = self.q_target(nxt).float().cpu().numpy()
+            with self.autocast():
+                next_q[s:s + chunk] = self.q_target(nxt).float().cpu().numpy()
         return next_q
 
     def episode_targets(self, episodes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

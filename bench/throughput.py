@@ -23,8 +23,10 @@ from rewind.envs import make_env
 
 
 def _rewind_rate(agent_name, env_name, args) -> float:
+    """agent_name may carry a precision: `dqn:bf16`."""
+    agent_name, _, precision = agent_name.partition(":")
     env = make_env(env_name, seed=0)
-    cfg = dict(buffer_size=args.buffer, learning_starts=args.learning_starts, update_every=args.update_every,
+    cfg = dict(precision=precision or "fp32", buffer_size=args.buffer, learning_starts=args.learning_starts, update_every=args.update_every,
                batch_size=32, eps_start=args.epsilon, eps_end=args.epsilon, optimizer="adam", lr=1e-4,
                target_update_every=10_000)
     agent = make_agent(agent_name, env, cfg, seed=0)
@@ -89,7 +91,8 @@ def _minatar_extractor():
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="breakout")
-    p.add_argument("--agents", default="dqn,sb3", help="comma list of rewind agent names and/or sb3")
+    p.add_argument("--agents", default="dqn,sb3", help="comma list of rewind agent names (NAME:bf16 for bfloat16 "
+                   "autocast) and/or sb3")
     p.add_argument("--steps", type=int, default=3000, help="timed env steps per measurement (after learning starts)")
     p.add_argument("--learning-starts", type=int, default=1000)
     p.add_argument("--update-every", type=int, default=4, help="env steps per gradient update, for all learners")

@@ -146,3 +146,23 @@ def test_short_cartpole_run_with_the_classic_preset_beats_random():
     random = evaluate(untrained, env, episodes=20, epsilon=1.0, max_steps=500, seed=7)["return_mean"]
     assert random < 40
     assert trained > max(100.0, 4 * random)
+
+
+def test_bf16_precision_autocasts_the_learner_but_stays_close_to_fp32():
+    """precision=bf16 must really change the arithmetic (else the option is a no-op) yet give nearly the same targets."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    from rewind.agents.dqn import DQNAgent, DQNConfig
+
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    agents = [DQNAgent(space, gym.spaces.Discrete(6), DQNConfig(network="nature", buffer_size=100, precision=p), seed=3)
+              for p in ("fp32", "bf16")]
+    next_obs = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (16, 4, 84, 84), dtype=np.uint8))
+    rewards, terminated = torch.ones(16), torch.zeros(16, dtype=torch.bool)
+    with torch.no_grad():
+        y32, y16 = (a.td_targets(rewards, next_obs, terminated) for a in agents)
+    assert y16.dtype == torch.float32
+    assert not torch.equal(y32, y16)
+    assert torch.allclose(y32, y16, atol=0.05, rtol=0.02)
