@@ -61,6 +61,6 @@ class Agent(abc.ABC):
     def load_state_dict(self, state: dict) -> None:
         """Restore what ``state_dict`` returned."""
 
-    def metrics_on_episode_end(self) -> dict[str, float]:
-        """Optional extra scalars the loop logs when an episode ends (e.g. epsilon)."""
+    def live_metrics(self) -> dict[str, float]:
+        """Scalars that describe the agent now (e.g. epsilon); the loop logs them at episode ends and log intervals."""
         return {}

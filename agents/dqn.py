@@ -124,7 +124,6 @@ class DQNAgent(Agent):
             self.updates += 1
             if self.updates % cfg.target_update_every == 0:
                 self.sync_target()
-        metrics["epsilon"] = self.epsilon()
         return metrics
 
     def autocast(self):
@@ -190,5 +189,5 @@ class DQNAgent(Agent):
         self.updates = int(state["updates"])
         self.rng.bit_generator.state = state["rng"]
 
-    def metrics_on_episode_end(self) -> dict[str, float]:
+    def live_metrics(self) -> dict[str, float]:
         return {"epsilon": self.epsilon()}

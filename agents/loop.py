@@ -200,7 +200,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
                     recent_returns = (recent_returns + [ep_return])[-100:]
                     log.scalars("episode", {"return": ep_return, "length": float(np.asarray(info["episode"]["l"]))},
                                 step)
-                    log.scalars("train", agent.metrics_on_episode_end(), step)
+                    log.scalars("train", agent.live_metrics(), step)
                 if isinstance(info.get("curriculum"), dict):
                     log.scalars("curriculum", info["curriculum"], step)
                 obs = env.reset()[0] if (terminated or truncated) else next_obs
@@ -209,7 +209,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
                     now = time.perf_counter()
                     rate = (step - s_last) / max(now - t_last, 1e-9)
                     t_last, s_last = now, step
-                    log.scalars("train", last_metrics, step)
+                    log.scalars("train", {**last_metrics, **agent.live_metrics()}, step)
                     log.scalars("perf", {"steps_per_s": rate}, step)
                     postfix = {"sps": f"{rate:.0f}"}
                     if recent_returns:

@@ -167,7 +167,7 @@ class _TabularAgent(Agent):
         self.updates += 1
         return abs(td)
 
-    def metrics_on_episode_end(self) -> dict[str, float]:
+    def live_metrics(self) -> dict[str, float]:
         return {"epsilon": self.epsilon()}
 
     def state_dict(self) -> dict:

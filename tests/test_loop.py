@@ -112,7 +112,7 @@ def test_tensorboard_event_files_hold_the_expected_tags(tmp_path):
     args = ["train", "--env", "CartPole-v1", "--steps", "1200", "--logdir", str(logdir), "--no-progress",
             "--set", "agent.learning_starts=200", "--set", "agent.hidden=[32]", "--set", "run.log_every=100",
             "--set", "run.eval_every=600", "--set", "run.eval_episodes=2", "--set", "run.torch_threads=1",
-            "--set", "agent.eps_decay_steps=1000"]
+            "--set", "agent.eps_decay_steps=1000", "--set", "agent.eps_end=0.05"]
     assert main(args) == 0
     assert list(logdir.glob("events.out.tfevents.*"))
     acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
