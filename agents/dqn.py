@@ -25,6 +25,7 @@ from rewind.errors import RewindError
 class DQNConfig:
     network: str = "auto"            # auto | nature | minatar | mlp
     hidden: tuple[int, ...] = (256, 256)  # MLP hidden sizes
+    width: float = 1.0               # multiplies every hidden layer's size (e.g. 0.5: a quarter-size MinAtar net)
     optimizer: str = "adam"          # adam | rmsprop (DeepMind's) | rmsprop-torch
     lr: float = 1e-4
     opt_eps: float = 1.5e-4          # Adam epsilon, or RMSProp epsilon (0.01 in Nature DQN)
@@ -82,7 +83,7 @@ class DQNAgent(Agent):
         self.device = resolve_device(cfg.device)
         with torch.random.fork_rng(devices=[]):  # network init depends on the agent seed only
             torch.manual_seed(seed)
-            self.q = build_q_network(cfg.network, observation_space, self.n_actions, cfg.hidden).to(self.device)
+            self.q = build_q_network(cfg.network, observation_space, self.n_actions, cfg.hidden, cfg.width).to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.optimizer = make_optimizer(cfg.optimizer, self.q.parameters(), cfg.lr, cfg.opt_eps, cfg.rmsprop_alpha)
         self.rng = np.random.default_rng(seed)
