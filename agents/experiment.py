@@ -93,11 +93,23 @@ def frames_per_step(exp: Experiment) -> int:
     return int(getattr(exp.env_config, "frame_skip", 1))
 
 
+def _defaults(section) -> dict:
+    """Default values of a config dataclass, so checkpoints older than a setting still resume."""
+    try:
+        return to_dict(type(section)())
+    except (TypeError, RewindError):  # a config without defaults for every field
+        return {}
+
+
 def _check_resume(logdir: Path, exp: Experiment) -> None:
     saved = load_checkpoint(logdir / "checkpoint.pt").get("meta", {})
     mine = exp.meta()
     for key in ("agent", "env", "seed", "agent_config", "env_config", "curriculum"):
-        if saved.get(key) != mine.get(key):
+        theirs = saved.get(key)
+        section = {"agent_config": exp.agent_config, "env_config": exp.env_config}.get(key)
+        if isinstance(theirs, dict) and dataclasses.is_dataclass(section):
+            theirs = {**_defaults(section), **theirs}  # settings added since the checkpoint count as defaults
+        if theirs != mine.get(key):
             raise RewindError(f"{logdir} holds a different run ({key}: {saved.get(key)!r} vs {mine.get(key)!r}); "
                               "resume with the same settings or use another --logdir")
 
@@ -142,15 +154,18 @@ def run_experiment(exp: Experiment, logdir: str | Path | None, resume: bool = Fa
 
 
 def load_for_eval(checkpoint: str | Path):
-    """Rebuild (agent, eval env, meta) from a checkpoint for `rewind eval`."""
-    state = load_checkpoint(checkpoint)
+    """Rebuild (agent, eval env, meta) from a checkpoint, or a `rewind compress` file (.rwz), for `rewind eval`."""
+    from rewind.agents.compress import is_compressed, load_network, read_compressed
+
+    compressed = is_compressed(checkpoint)  # detected by its magic bytes
+    state = read_compressed(checkpoint) if compressed else load_checkpoint(checkpoint)
     meta = state.get("meta") or {}
     if "agent" not in meta or "env" not in meta:
         raise RewindError(f"{checkpoint} has no run metadata; it was not written by `rewind train`")
     env = make_env(meta["env"], meta.get("env_config"), training=False, seed=meta.get("seed", 0))
     agent = make_agent(meta["agent"], env, meta.get("agent_config"), seed=meta.get("seed", 0))
     try:
-        agent.load_state_dict(state["agent"])
-    except (KeyError, RuntimeError) as exc:
+        load_network(agent, state["network"]) if compressed else agent.load_state_dict(state["agent"])
+    except (KeyError, RuntimeError, AttributeError) as exc:
         raise RewindError(f"{checkpoint} does not fit agent {meta['agent']!r}: {str(exc).splitlines()[0]}") from None
     return agent, env, meta

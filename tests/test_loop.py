@@ -152,3 +152,18 @@ def test_checkpoint_write_is_atomic(tmp_path):
     with pytest.raises(Exception):
         torch.save(unpicklable, direct)
     assert direct.read_bytes() != before
+
+
+def test_a_checkpoint_older_than_a_setting_resumes_only_if_the_setting_has_its_default(tmp_path):
+    from rewind.errors import RewindError
+
+    logdir = tmp_path / "old"
+    run_experiment(experiment(150), logdir, progress=False)
+    state = final_state(logdir)
+    del state["meta"]["agent_config"]["width"]   # as written before agent.width existed
+    save_checkpoint(logdir / "checkpoint.pt", state)
+    run_experiment(experiment(200), logdir, resume=True, progress=False)
+    assert final_state(logdir)["loop"]["step"] == 200
+    wider = resolve("dqn", "CartPole-v1", None, parse_set(SETTINGS + ["agent.width=2"]), steps=250)
+    with pytest.raises(RewindError, match="holds a different run"):
+        run_experiment(wider, logdir, resume=True, progress=False)
