@@ -16,6 +16,7 @@ EXTENSIONS: list[str] = [
     "rewind.controllers.search_cli",   # rewind search (ENAS / random search)
     "rewind.bench.curriculum_cli",     # rewind curriculum shapes|maze
     "rewind.bench.cli",                # rewind bench run|report|list
+    "rewind.agents.compress_cli",      # rewind compress CHECKPOINT --prune 0.9 --bits 5
 ]
 
 EPILOG_TRAIN = """\
