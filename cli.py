@@ -17,6 +17,7 @@ EXTENSIONS: list[str] = [
     "rewind.bench.curriculum_cli",     # rewind curriculum shapes|maze
     "rewind.bench.cli",                # rewind bench run|report|list
     "rewind.agents.compress_cli",      # rewind compress CHECKPOINT --prune 0.9 --bits 5
+    "rewind.agents.distill_cli",       # rewind distill TEACHER --student SIZE
 ]
 
 EPILOG_TRAIN = """\

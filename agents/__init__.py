@@ -25,6 +25,7 @@ AGENTS: dict[str, str] = {
     "softmax-pg": "rewind.agents.bandit_neural:SoftmaxPGAgent",
     "supervised": "rewind.agents.bandit_neural:SupervisedAgent",
     "enas": "rewind.controllers.enas_controller:ENASController",
+    "distill": "rewind.agents.distill:DistillAgent",
 }
 
 
