@@ -29,6 +29,7 @@ examples:
   rewind train --env CartPole-v1 --steps 50000 --logdir runs/cartpole
   rewind train --agent dqn --env breakout --steps 1000000 --logdir runs/breakout --set agent.double=true
   rewind train --env breakout --logdir runs/breakout --steps 2000000 --resume
+  rewind train --env minatar-breakout --steps 40000 --grow-at 20000 --widen 2 --logdir runs/grown
   tensorboard --logdir runs
 """
 
@@ -56,6 +57,13 @@ def _add_train(sub) -> None:
                         "tscl-naive, tscl-sampling, plr, uniform (options via --set curriculum.options.KEY=V)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --logdir")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--grow-at", type=int, default=None, metavar="STEPS",
+                   help="Net2Net: at this env step grow the agent's Q-networks (online, target) and optimizer "
+                        "state without changing the Q-function (= --set run.grow_at=STEPS; dqn/ebu agents)")
+    p.add_argument("--widen", type=float, default=None, metavar="FACTOR",
+                   help="with --grow-at: multiply every hidden layer's width by FACTOR >= 1 (= run.widen)")
+    p.add_argument("--deepen", type=int, default=None, metavar="N",
+                   help="with --grow-at: insert N identity layers (+ReLU) after the last hidden layer (= run.deepen)")
     p.set_defaults(func=_cmd_train)
 
 
@@ -69,6 +77,9 @@ def _cmd_train(args) -> int:
     from rewind.config import parse_set
 
     overrides = parse_set(args.set)
+    for flag, key in ((args.grow_at, "grow_at"), (args.widen, "widen"), (args.deepen, "deepen")):
+        if flag is not None:
+            overrides.setdefault("run", {})[key] = flag
     if args.curriculum:
         overrides.setdefault("curriculum", {})["name"] = args.curriculum
     exp = resolve(args.agent, args.env, args.config, overrides, args.steps, args.seed)

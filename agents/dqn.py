@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rewind.agents import net2net
 from rewind.agents.base import Agent
 from rewind.agents.networks import NETWORKS, build_q_network
 from rewind.agents.optim import OPTIMIZERS, make_optimizer
@@ -90,6 +91,7 @@ class DQNAgent(Agent):
         self.replay = self.make_replay()
         self.steps = 0    # env steps observed
         self.updates = 0  # gradient updates done
+        self.growth: list[list] = []  # Net2Net steps done: ["widen", factor, noise] / ["deepen", layers, noise]
 
     def make_replay(self):
         return UniformReplay(self.config.buffer_size, self.observation_space.shape, self.observation_space.dtype,
@@ -180,9 +182,16 @@ class DQNAgent(Agent):
             "steps": self.steps,
             "updates": self.updates,
             "rng": self.rng.bit_generator.state,
+            "growth": [list(g) for g in self.growth],
         }
 
     def load_state_dict(self, state: dict) -> None:
+        growth = [list(g) for g in state.get("growth", [])]
+        if growth[:len(self.growth)] != self.growth:
+            raise RewindError(f"checkpoint networks were grown by {growth}, this agent's by {self.growth}; "
+                              "load it into a freshly built agent")
+        for kind, amount, noise in growth[len(self.growth):]:   # rebuild the grown shapes, then load
+            self._grow_step(kind, amount, noise)
         self.q.load_state_dict(state["q"])
         self.q_target.load_state_dict(state["q_target"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -192,3 +201,34 @@ class DQNAgent(Agent):
 
     def live_metrics(self) -> dict[str, float]:
         return {"epsilon": self.epsilon()}
+
+    # ------------------------------------------------------------------ Net2Net growth
+    def grow(self, widen: float = 1.0, deepen: int = 0, noise: float = 0.0) -> dict[str, float]:
+        """Net2Net (rewind.agents.net2net): widen every hidden layer by `widen`, then add `deepen` identity
+        layers after the last hidden one, keeping the Q-function. Online, target (and every learner of
+        ebu-adaptive) use the same mapping; the optimizer is rebuilt with its state mapped. The step is
+        recorded in state_dict() so load_state_dict() (resume, eval) replays it on fresh networks."""
+        if not widen >= 1.0 or deepen < 0 or noise < 0:
+            raise RewindError(f"grow needs widen >= 1, deepen >= 0 and noise >= 0; got {widen}, {deepen}, {noise}")
+        if widen != 1.0:
+            self._grow_step("widen", float(widen), float(noise))
+        if deepen:
+            self._grow_step("deepen", int(deepen), float(noise))
+        return {"params": float(net2net.count_params(self.q))}
+
+    def _grow_step(self, kind: str, amount, noise: float) -> None:
+        widen, deepen = (amount, 0) if kind == "widen" else (1.0, amount)
+        seed = [self.seed % 2**32, len(self.growth)]   # same mapping for every network, and on replay
+        learners = getattr(self, "learners", [self.q])             # AdaptiveEBUAgent: K learners
+        optimizers = getattr(self, "optimizers", [self.optimizer])
+        cfg, grown = self.config, []
+        for net, opt in zip(learners, optimizers):
+            growth = net2net.grow_network(net, widen, deepen, np.random.default_rng(seed), noise)
+            new = make_optimizer(cfg.optimizer, net.parameters(), cfg.lr, cfg.opt_eps, cfg.rmsprop_alpha)
+            net2net.remap_optimizer(opt, new, growth)
+            grown.append(new)
+        net2net.grow_network(self.q_target, widen, deepen, np.random.default_rng(seed), noise)
+        self.optimizer = grown[0]
+        if hasattr(self, "optimizers"):
+            self.optimizers[:] = grown
+        self.growth.append([kind, amount, noise])

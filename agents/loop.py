@@ -37,6 +37,10 @@ class RunConfig:
     log_every: int = 1_000          # env steps between TensorBoard writes of training scalars
     progress: bool = True           # tqdm progress bar
     torch_threads: int = 0          # 0 keeps torch's default
+    grow_at: int = 0                # Net2Net: grow the agent's networks at this env step (0: never)
+    widen: float = 1.0              # ... widening every hidden layer by this factor (>= 1)
+    deepen: int = 0                 # ... and adding this many identity layers after the last hidden one
+    grow_noise: float = 0.0         # ... with this relative noise on new units (0: function kept exactly)
 
     def validate(self):
         if self.steps < 1:
@@ -46,6 +50,15 @@ class RunConfig:
                 raise RewindError(f"run.{name} must be >= 0")
         if self.log_every == 0:
             raise RewindError("run.log_every must be >= 1")
+        if self.grow_at < 0 or self.deepen < 0 or self.grow_noise < 0:
+            raise RewindError("run.grow_at, run.deepen and run.grow_noise must be >= 0")
+        if self.widen < 1.0:
+            raise RewindError(f"run.widen must be >= 1 (Net2Net only widens), got {self.widen}")
+        growing = self.widen != 1.0 or self.deepen > 0
+        if growing != (self.grow_at > 0):
+            raise RewindError("Net2Net growth needs both run.grow_at (--grow-at) and run.widen > 1 or run.deepen > 0")
+        if self.grow_at > self.steps:
+            raise RewindError(f"run.grow_at ({self.grow_at}) is after the end of the run (run.steps {self.steps})")
 
 
 def seed_everything(seed: int) -> None:
@@ -128,6 +141,9 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
     ckpt_path = logdir / "checkpoint.pt" if logdir is not None else None
     if run.torch_threads:
         torch.set_num_threads(run.torch_threads)
+    if run.grow_at and not callable(getattr(agent, "grow", None)):
+        raise RewindError(f"run.grow_at: agent {type(agent).__name__} cannot grow its networks (Net2Net needs "
+                          "dqn, ebu or ebu-adaptive)")
     if find_wrapper(env, gym.wrappers.RecordEpisodeStatistics) is None:
         env = gym.wrappers.RecordEpisodeStatistics(env)
 
@@ -194,6 +210,10 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
                 if metrics:
                     last_metrics = metrics
                 step += 1
+                if run.grow_at and step == run.grow_at:   # once: a resumed run starts past its growth step
+                    grown = agent.grow(widen=run.widen, deepen=run.deepen, noise=run.grow_noise)
+                    log.scalars("train", grown, step)
+                    log.text("net2net", f"step {step}: widen x{run.widen}, deepen +{run.deepen} -> {grown}", step)
                 if "episode" in info:
                     episodes += 1
                     ep_return = float(np.asarray(info["episode"]["r"]))
