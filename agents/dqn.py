@@ -186,12 +186,7 @@ class DQNAgent(Agent):
         }
 
     def load_state_dict(self, state: dict) -> None:
-        growth = [list(g) for g in state.get("growth", [])]
-        if growth[:len(self.growth)] != self.growth:
-            raise RewindError(f"checkpoint networks were grown by {growth}, this agent's by {self.growth}; "
-                              "load it into a freshly built agent")
-        for kind, amount, noise in growth[len(self.growth):]:   # rebuild the grown shapes, then load
-            self._grow_step(kind, amount, noise)
+        self.apply_growth(state.get("growth", []))   # rebuild the grown shapes, then load
         self.q.load_state_dict(state["q"])
         self.q_target.load_state_dict(state["q_target"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -215,6 +210,15 @@ class DQNAgent(Agent):
         if deepen:
             self._grow_step("deepen", int(deepen), float(noise))
         return {"params": float(net2net.count_params(self.q))}
+
+    def apply_growth(self, growth: list) -> None:
+        """Replay recorded growth steps (state_dict()["growth"]) not done yet, so saved weights fit."""
+        growth = [list(g) for g in growth]
+        if growth[:len(self.growth)] != self.growth:
+            raise RewindError(f"saved networks were grown by {growth}, this agent's by {self.growth}; "
+                              "load them into a freshly built agent")
+        for kind, amount, noise in growth[len(self.growth):]:
+            self._grow_step(kind, amount, noise)
 
     def _grow_step(self, kind: str, amount, noise: float) -> None:
         widen, deepen = (amount, 0) if kind == "widen" else (1.0, amount)
