@@ -4,7 +4,8 @@ Three stages, each measured (bytes and ratio to the dense fp32 network) and eval
 
 1. Pruning: per layer, zero the weights of smallest magnitude (`prune_mode="fraction"`, the
    default: remove that fraction of each layer; `"std"`: remove |w| < prune x std(w), the
-   paper's quality parameter), then retrain with the masks: pruned weights get no gradient
+   paper's quality parameter; `conv_prune` / `output_prune` set other amounts for conv layers
+   and the Q-value head, as the paper prunes its layers by their sensitivity), then retrain with the masks: pruned weights get no gradient
    and are re-zeroed after every optimizer step, so they stay exactly zero. Biases are not
    pruned (stored fp32; the paper prunes weights only).
 2. Trained quantisation: per layer, k-means over the remaining weights with k = 2^bits
@@ -63,6 +64,7 @@ VERSION = 1
 class CompressConfig:
     prune: float = 0.9               # fraction of each fc layer's weights removed (or std multiple, see prune_mode)
     conv_prune: float | None = None  # the same for conv layers (None: as prune)
+    output_prune: float | None = None  # the same for the last weight matrix, the Q-value head (None: as prune)
     prune_mode: str = "fraction"     # fraction | std (threshold = prune x the layer's weight std, as the paper)
     bits: int = 5                    # cluster-index bits of fc layers (paper: 5)
     conv_bits: int = 8               # cluster-index bits of conv layers (paper: 8)
@@ -77,7 +79,8 @@ class CompressConfig:
     def validate(self):
         if self.prune_mode not in ("fraction", "std"):
             raise RewindError(f"prune mode must be fraction or std, got {self.prune_mode!r}")
-        for name, value in (("--prune", self.prune), ("--conv-prune", self.conv_prune)):
+        for name, value in (("--prune", self.prune), ("--conv-prune", self.conv_prune),
+                            ("--output-prune", self.output_prune)):
             if value is None:
                 continue
             if self.prune_mode == "fraction" and not 0.0 <= value < 1.0:
@@ -122,9 +125,14 @@ def _set_flat(p: torch.Tensor, flat: torch.Tensor) -> None:
 def prune_masks(net: torch.nn.Module, cfg: CompressConfig) -> dict[str, torch.Tensor]:
     """Zero the pruned weights of every coded layer; return the flat boolean keep-masks."""
     masks = {}
-    for name, p in coded_layers(net).items():
+    layers = coded_layers(net)
+    for name, p in layers.items():
         w = _flat(p)
-        amount = cfg.conv_prune if (is_conv(p) and cfg.conv_prune is not None) else cfg.prune
+        amount = cfg.prune
+        if is_conv(p) and cfg.conv_prune is not None:
+            amount = cfg.conv_prune
+        if name == list(layers)[-1] and cfg.output_prune is not None:
+            amount = cfg.output_prune
         if cfg.prune_mode == "fraction":
             n_drop = int(math.floor(amount * w.numel()))
             order = torch.argsort(w.abs(), stable=True)

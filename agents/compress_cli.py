@@ -1,6 +1,7 @@
 """`rewind compress`: Deep Compression of a trained DQN/EBU checkpoint into one .rwz file.
 
     rewind compress runs/breakout/checkpoint.pt --prune 0.9 --bits 5
+    rewind compress runs/breakout --prune 0.9 --conv-prune 0.5 --output-prune 0.5   # prune small layers less
     rewind compress runs/breakout --prune 0.8 --bits 4 --retrain-steps 4000 --out small.rwz
     rewind eval small.rwz --episodes 100
 
@@ -25,6 +26,8 @@ def register(subparsers) -> None:
                    help="fraction of each layer's weights removed, in [0, 1) (default 0.9); with --prune-mode std "
                         "the threshold is this many standard deviations of the layer's weights")
     p.add_argument("--conv-prune", type=float, default=None, help="the same for conv layers (default: --prune)")
+    p.add_argument("--output-prune", type=float, default=None,
+                   help="the same for the last weight matrix, the Q-value head (default: --prune)")
     p.add_argument("--prune-mode", choices=["fraction", "std"], default="fraction",
                    help="fraction: remove that fraction per layer (default); std: remove |w| < prune x std (paper)")
     p.add_argument("--bits", type=int, default=5, help="cluster-index bits of fc layers, 1..16 (default 5, as paper)")
@@ -64,20 +67,21 @@ def format_table(report: dict) -> str:
 
     s = report["settings"]
     conv = s["conv_prune"] if s["conv_prune"] is not None else s["prune"]
+    head = s["output_prune"] if s["output_prune"] is not None else s["prune"]
     rows = [
         ("dense fp32", sizes["dense"], ret("dense"), ""),
-        (f"pruned ({s['prune_mode']} {s['prune']:g}/conv {conv:g}), fp32 + gaps", sizes["pruned"], ret("pruned"),
-         ret("retrained")),
+        (f"pruned ({s['prune_mode']} {s['prune']:g}/conv {conv:g}/head {head:g}), fp32+gaps", sizes["pruned"],
+         ret("pruned"), ret("retrained")),
         (f"quantised ({s['bits']}/conv {s['conv_bits']} bits)", sizes["quantised"], ret("quantised"),
          ret("finetuned")),
         ("huffman coded", sizes["huffman"], "", ret("finetuned")),
         (f"file {Path(report['out']).name}", sizes["file"], "", ""),
     ]
     n = report["eval"]["episodes"]
-    head = f"{'stage':48s} {'bytes':>9s} {'ratio':>7s}  {'return before':>14s}  {'after training':>14s}"
+    head = f"{'stage':52s} {'bytes':>9s} {'ratio':>7s}  {'return before':>14s}  {'after training':>14s}"
     lines = [head, "-" * len(head)]
     for name, size, before, after in rows:
-        lines.append(f"{name:48s} {size:9,d} {dense / size:6.1f}x  {before:>14s}  {after:>14s}")
+        lines.append(f"{name:52s} {size:9,d} {dense / size:6.1f}x  {before:>14s}  {after:>14s}")
     lines.append(f"(return: mean +- std over {n} episodes, seeds from {report['eval']['seed']}, "
                  f"epsilon {report['eval']['epsilon']}; retrain {s['retrain_steps']}, fine-tune "
                  f"{s['finetune_steps']} TD steps)")
@@ -95,7 +99,8 @@ def run(args) -> int:
     if args.episodes < 0:
         raise RewindError("--episodes must be >= 0")
     torch.set_num_threads(args.threads)
-    cfg = CompressConfig(prune=args.prune, conv_prune=args.conv_prune, prune_mode=args.prune_mode, bits=args.bits,
+    cfg = CompressConfig(prune=args.prune, conv_prune=args.conv_prune, output_prune=args.output_prune,
+                         prune_mode=args.prune_mode, bits=args.bits,
                          conv_bits=args.conv_bits, gap_bits_fc=args.gap_bits_fc, gap_bits_conv=args.gap_bits_conv,
                          retrain_steps=args.retrain_steps, finetune_steps=args.finetune_steps,
                          lr_scale=args.lr_scale, seed=args.seed).validate()
