@@ -95,39 +95,53 @@ def student_width(size: str, teacher_agent_config: dict, observation_space, n_ac
     return t_width * mult
 
 
-def run(args) -> int:
+def prepare(teacher_path: str, size: str, loss: str = "policy", experience: str = "teacher", steps: int = 50_000,
+            seed: int = 0, overrides: dict | None = None, env: str | None = None) -> dict:
+    """Check the inputs and resolve the distillation run; returns the Experiment, the loaded teacher
+    (agent, eval env, meta) and both parameter counts. Every problem is a one-line RewindError."""
     from rewind.agents.distill import EXPERIENCE, LOSSES, count_parameters, load_teacher
-    from rewind.agents.experiment import resolve, run_experiment
-    from rewind.agents.loop import evaluate
+    from rewind.agents.experiment import resolve
     from rewind.agents.networks import build_q_network
-    from rewind.config import merge, parse_set
+    from rewind.config import merge
 
-    if args.loss not in LOSSES:
-        raise RewindError(f"unknown loss {args.loss!r}; choose from: {', '.join(LOSSES)}")
-    if args.experience not in EXPERIENCE:
-        raise RewindError(f"--experience must be teacher or student, got {args.experience!r}")
-    if args.steps < 1:
+    if loss not in LOSSES:
+        raise RewindError(f"unknown loss {loss!r}; choose from: {', '.join(LOSSES)}")
+    if experience not in EXPERIENCE:
+        raise RewindError(f"--experience must be teacher or student, got {experience!r}")
+    if steps < 1:
         raise RewindError("--steps must be >= 1")
-    overrides = parse_set(args.set)
-    teacher, teacher_env, tmeta = load_teacher(args.teacher)
-    if args.env is not None and canonical_env(args.env) != canonical_env(tmeta["env"]):
-        raise RewindError(f"teacher {args.teacher} was trained on {tmeta['env']}, not {args.env}; "
+    teacher, teacher_env, tmeta = load_teacher(teacher_path)
+    if env is not None and canonical_env(env) != canonical_env(tmeta["env"]):
+        raise RewindError(f"teacher {teacher_path} was trained on {tmeta['env']}, not {env}; "
                           "give a teacher for that env or drop --env")
     t_cfg = tmeta.get("agent_config") or {}
     t_params = count_parameters(teacher.q)
-    width = student_width(args.student, t_cfg, teacher_env.observation_space, teacher.n_actions, t_params)
+    width = student_width(size, t_cfg, teacher_env.observation_space, teacher.n_actions, t_params)
     t_run = tmeta.get("run") or {}
     base = {
-        "agent": {"teacher": str(Path(args.teacher).resolve()), "network": t_cfg.get("network", "auto"),
-                  "hidden": list(t_cfg.get("hidden", (256, 256))), "width": width, "loss": args.loss,
-                  "experience": args.experience},
+        "agent": {"teacher": str(Path(teacher_path).resolve()), "network": t_cfg.get("network", "auto"),
+                  "hidden": list(t_cfg.get("hidden", (256, 256))), "width": width, "loss": loss,
+                  "experience": experience},
         "env": dict(tmeta.get("env_config") or {}),
         "run": {k: t_run[k] for k in ("eval_episodes", "eval_epsilon", "eval_max_steps") if k in t_run},
     }
-    exp = resolve("distill", tmeta["env"], None, merge(base, overrides), args.steps, args.seed)
+    exp = resolve("distill", tmeta["env"], None, merge(base, overrides or {}), steps, seed)
     cfg = exp.agent_config
     s_params = count_parameters(build_q_network(cfg.network, teacher_env.observation_space, teacher.n_actions,
                                                 cfg.hidden, cfg.width))
+    return {"exp": exp, "teacher": teacher, "teacher_env": teacher_env, "teacher_meta": tmeta,
+            "teacher_params": t_params, "student_params": s_params}
+
+
+def run(args) -> int:
+    from rewind.agents.experiment import run_experiment
+    from rewind.agents.loop import evaluate
+    from rewind.config import parse_set
+
+    job = prepare(args.teacher, args.student, args.loss, args.experience, args.steps, args.seed,
+                  parse_set(args.set), args.env)
+    exp, teacher, tmeta = job["exp"], job["teacher"], job["teacher_meta"]
+    t_params, s_params, cfg = job["teacher_params"], job["student_params"], job["exp"].agent_config
     logdir = args.logdir or f"runs/distill-{exp.env.replace('/', '_')}-{cfg.loss}-s{exp.seed}"
 
     def banner():
@@ -137,8 +151,8 @@ def run(args) -> int:
 
     summary = run_experiment(exp, logdir, resume=args.resume, progress=not args.no_progress, on_start=banner)
     run_cfg = exp.run
-    t_eval = evaluate(teacher, teacher_env, run_cfg.eval_episodes, run_cfg.eval_epsilon, run_cfg.eval_max_steps,
-                      seed=exp.seed + 1_000_003)  # the loop's evaluation seeds: same episode starts
+    t_eval = evaluate(teacher, job["teacher_env"], run_cfg.eval_episodes, run_cfg.eval_epsilon,
+                      run_cfg.eval_max_steps, seed=exp.seed + 1_000_003)  # the loop's seeds: same episode starts
     s_eval = summary.get("last_eval")
     print(f"teacher: {t_params:>10,} parameters  eval return {t_eval['return_mean']:.2f} +- "
           f"{t_eval['return_std']:.2f} ({run_cfg.eval_episodes} episodes)")
