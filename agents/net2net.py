@@ -53,6 +53,7 @@ from rewind.errors import RewindError
 # optimizer state key -> power of the 1/count factor it takes on a replicated unit's incoming weights
 STATE_POWERS = {"exp_avg": 1, "grad_avg": 1, "exp_avg_sq": 2, "square_avg": 2, "max_exp_avg_sq": 2}
 # layers that act per unit/channel and have no parameters: a replicated unit passes through unchanged
+# (Dropout: exactly in eval mode; in training its masks differ between replicas)
 PASS_THROUGH = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Identity, nn.Dropout,
                 nn.MaxPool2d, nn.AvgPool2d, nn.Flatten)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -216,9 +217,11 @@ def widen_pair(layer: nn.Module, next_layer: nn.Module, new_width: int, rng: np.
             raise RewindError(f"Conv2d with {old} channels cannot feed Linear with {next_layer.in_features} "
                               "inputs through a Flatten (not a multiple)")
         block = next_layer.in_features // old
-    elif (next_layer.in_features if next_kind == "linear" else next_layer.in_channels) != old:
-        raise RewindError(f"layers do not fit: {type(layer).__name__} has {old} outputs, "
-                          f"{type(next_layer).__name__} expects {getattr(next_layer, 'in_features', None) or next_layer.in_channels}")
+    else:
+        expects = next_layer.in_features if next_kind == "linear" else next_layer.in_channels
+        if expects != old:
+            raise RewindError(f"layers do not fit: {type(layer).__name__} has {old} outputs, "
+                              f"{type(next_layer).__name__} expects {expects}")
     for norm in norms:
         if not isinstance(norm, NORMS):
             raise RewindError(f"unsupported layer type {type(norm).__name__} between widened layers: "
