@@ -111,12 +111,13 @@ def summarize(results: list[dict], labels: list[str], variants: list[str], steps
         dqn = out[v].get("dqn", {}).get("median_steps_to_1.5")
         ebus = {k: d["median_steps_to_1.5"] for k, d in out[v].items() if k.startswith("ebu-")}
         if dqn is not None and ebus:
-            best = min(ebus, key=ebus.get)
+            # fastest median; among EBUs that never got there, the one that came closest
+            best = min(ebus, key=lambda k: (ebus[k], out[v][k]["final_relative_length_median"]))
             e = ebus[best]
             censored = not np.isfinite(dqn)     # DQN never got there: only a bound on the ratio
             ratio = e / (steps if censored else dqn)
             if not np.isfinite(e):
-                met = "no"
+                met = "undetermined" if censored else "no"  # neither got there within the budget
             elif censored:
                 met = "yes" if e < steps / 2 else "undetermined"
             else:
@@ -124,6 +125,12 @@ def summarize(results: list[dict], labels: list[str], variants: list[str], steps
             out[v]["goal"] = {"best_ebu": best, "best_ebu_steps": e, "dqn_steps": dqn,
                               "ratio": ratio, "ratio_is_upper_bound": censored, "met": met}
     return out
+
+
+def ratio_text(goal: dict) -> str:
+    if not np.isfinite(goal["ratio"]):
+        return "-"
+    return f"{'<' if goal['ratio_is_upper_bound'] else ''}{goal['ratio']:.2f}"
 
 
 def write_table(summary: dict, labels: list[str], args, path: Path) -> None:
@@ -146,7 +153,7 @@ def write_table(summary: dict, labels: list[str], args, path: Path) -> None:
         g = rows.get("goal")
         if g:
             lines.append(f"| {v} | {g['best_ebu']} | {fmt(g['best_ebu_steps'])} | {fmt(g['dqn_steps'])} | "
-                         f"{'<' if g['ratio_is_upper_bound'] else ''}{g['ratio']:.2f} | {g['met']} |")
+                         f"{ratio_text(g)} | {g['met']} |")
     path.write_text("\n".join(lines) + "\n")
 
 
