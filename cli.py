@@ -106,17 +106,25 @@ def _add_eval(sub) -> None:
     p.add_argument("--epsilon", type=float, default=None, help="evaluation epsilon (default: the run's eval_epsilon)")
     p.add_argument("--max-steps", type=int, default=None, help="steps per episode cap (default: the run's)")
     p.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: the run's run.torch_threads, else 1: acting is one state at "
+                        "a time, and extra threads only contend on a busy machine)")
     p.set_defaults(func=_cmd_eval)
 
 
 def _cmd_eval(args) -> int:
+    import torch
+
     from rewind.agents.experiment import load_for_eval
     from rewind.agents.loop import evaluate
 
     if args.episodes < 1:
         raise RewindError("--episodes must be >= 1")
+    if args.threads is not None and args.threads < 1:
+        raise RewindError("--threads must be >= 1")
     agent, env, meta = load_for_eval(args.checkpoint)
     run = meta.get("run", {})
+    torch.set_num_threads(args.threads or run.get("torch_threads") or 1)
     eps = args.epsilon if args.epsilon is not None else run.get("eval_epsilon", 0.05)
     max_steps = args.max_steps or run.get("eval_max_steps", 27_000)
     result = evaluate(agent, env, args.episodes, eps, max_steps, seed=args.seed)

@@ -416,8 +416,18 @@ def read_compressed(path: str | Path) -> dict:
     return {"meta": meta, "network": state}
 
 
-def load_network(agent, state: dict[str, torch.Tensor]) -> None:
-    """Put decoded weights into the agent's Q-network and its target network."""
+def compressed_meta(agent, meta: dict, compression: dict | None = None) -> dict:
+    """The run metadata a .rwz file carries: the checkpoint's, its Net2Net growth, how it was compressed."""
+    return {**meta, "growth": [list(g) for g in getattr(agent, "growth", [])], "compression": compression or {}}
+
+
+def load_network(agent, state: dict[str, torch.Tensor], growth: list | None = None) -> None:
+    """Put decoded weights into the agent's Q-network and its target network.
+
+    `growth`: the Net2Net steps the source agent had taken, replayed first so the shapes fit.
+    """
+    if growth:
+        agent.apply_growth(growth)
     agent.q.load_state_dict(state)
     agent.q_target.load_state_dict(state)
 
@@ -548,7 +558,7 @@ def compress_checkpoint(checkpoint: str | Path, out: str | Path, cfg: CompressCo
 
     report = compress_agent(agent, meta, cfg, evaluate_fn if episodes else None, progress)
     records = report.pop("records")
-    file_meta = {**meta, "compression": {"source": str(checkpoint), **report["settings"]}}
+    file_meta = compressed_meta(agent, meta, {"source": str(checkpoint), **report["settings"]})
     report["sizes"]["file"] = write_compressed(out, file_meta, records)
     decoded = read_compressed(out)["network"]
     for name, t in agent.q.state_dict().items():   # the file must hold exactly the in-memory weights

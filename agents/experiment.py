@@ -165,7 +165,7 @@ def load_for_eval(checkpoint: str | Path):
     env = make_env(meta["env"], meta.get("env_config"), training=False, seed=meta.get("seed", 0))
     agent = make_agent(meta["agent"], env, meta.get("agent_config"), seed=meta.get("seed", 0))
     try:
-        load_network(agent, state["network"]) if compressed else agent.load_state_dict(state["agent"])
+        load_network(agent, state["network"], meta.get("growth")) if compressed else agent.load_state_dict(state["agent"])
     except (KeyError, RuntimeError, AttributeError) as exc:
         raise RewindError(f"{checkpoint} does not fit agent {meta['agent']!r}: {str(exc).splitlines()[0]}") from None
     return agent, env, meta

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from rewind.agents import huffman, make_agent
-from rewind.agents.compress import (CentroidOptimizer, CompressConfig, coded_layers, compress_agent, gap_symbols,
-                                    is_compressed, kmeans_1d, positions_from_gaps, prune_masks, quantise,
+from rewind.agents.compress import (CentroidOptimizer, CompressConfig, coded_layers, compress_agent, compressed_meta,
+                                    gap_symbols, is_compressed, kmeans_1d, positions_from_gaps, prune_masks, quantise,
                                     read_compressed, write_compressed)
 from rewind.agents.experiment import load_for_eval, resolve
 from rewind.cli import main
@@ -170,12 +170,15 @@ def test_centroid_gradient_is_the_sum_of_its_weights_gradients(one_torch_thread)
 
 
 # ---------------------------------------------------------------------------- the file
-def test_file_decodes_to_exactly_the_quantised_weights_and_acts_the_same(one_torch_thread, tmp_path):
+@pytest.mark.parametrize("grown", [False, True])
+def test_file_decodes_to_exactly_the_quantised_weights_and_acts_the_same(one_torch_thread, tmp_path, grown):
     agent, meta = make_filled_agent("dqn")
+    if grown:  # a Net2Net-widened agent: the file must carry the growth so the loader rebuilds its shapes
+        agent.grow(widen=2.0)
     cfg = CompressConfig(prune=0.8, bits=4, retrain_steps=10, finetune_steps=10)
     report = compress_agent(agent, meta, cfg, None, progress=False)
     path = tmp_path / "m.rwz"
-    size = write_compressed(path, meta, report["records"])
+    size = write_compressed(path, compressed_meta(agent, meta), report["records"])
     assert size == path.stat().st_size and is_compressed(path)
     assert report["sizes"]["huffman"] < report["sizes"]["quantised"] < report["sizes"]["pruned"] \
         < report["sizes"]["dense"] == 4 * sum(t.numel() for t in agent.q.state_dict().values())
