@@ -17,6 +17,7 @@ from rewind.config import parse_set
 
 # CartPole with learning on from step 100, a small net, replay in every checkpoint
 SETTINGS = ["agent.hidden=[32,32]", "agent.learning_starts=100", "agent.batch_size=16", "agent.update_every=1",
+            "agent.gradient_steps=1",
             "agent.target_update_every=50", "agent.eps_decay_steps=400", "run.eval_every=0",
             "run.eval_episodes=2", "run.eval_max_steps=200", "run.checkpoint_every=200", "run.save_buffer=true",
             "run.log_every=50", "run.torch_threads=1"]
