@@ -17,3 +17,13 @@ def exit_code(call) -> int:
     except RewindError as exc:
         print(f"rewind: error: {exc}", file=sys.stderr)
         return 2
+
+
+def standalone_main(register, argv=None) -> int:
+    """`python -m rewind.<x>_cli ...`: the same subcommand `register` adds to `rewind`, run on its own."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="rewind")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return exit_code(lambda: args.func(args))

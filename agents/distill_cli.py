@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rewind.errors import RewindError, exit_code
+from rewind.errors import RewindError, standalone_main
 
 SIZES = {"quarter": 0.25, "half": 0.5}
 
@@ -170,10 +170,7 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     """Stand-alone entry (`python -m rewind.agents.distill_cli ...`); `rewind distill` is the same."""
-    parser = argparse.ArgumentParser(prog="rewind")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return exit_code(lambda: args.func(args))
+    return standalone_main(register, argv)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from rewind.errors import RewindError, exit_code
+from rewind.errors import RewindError, standalone_main
 
 SECTIONS = ("space", "agent", "env", "search")
 
@@ -119,10 +119,7 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     """Stand-alone entry (`python -m rewind.controllers.search_cli ...`); `rewind search` is the same."""
-    parser = argparse.ArgumentParser(prog="rewind")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return exit_code(lambda: args.func(args))
+    return standalone_main(register, argv)
 
 
 if __name__ == "__main__":
