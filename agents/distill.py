@@ -46,8 +46,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rewind.agents.base import Agent
-from rewind.agents.dqn import resolve_device
-from rewind.agents.networks import NETWORKS, build_q_network
+from rewind.agents.dqn import learning_due, resolve_device
+from rewind.agents.networks import NETWORKS, build_q_network, q_values
 from rewind.agents.optim import OPTIMIZERS, make_optimizer
 from rewind.buffers.replay import UniformReplay
 from rewind.errors import RewindError
@@ -279,17 +279,13 @@ class DistillAgent(Agent):
         cached_obs, q = self._labeled
         if cached_obs is obs:
             return q
-        with torch.inference_mode():
-            q = self.teacher()(torch.as_tensor(np.asarray(obs), device=self.device).unsqueeze(0))[0]
-        q = q.float().cpu().numpy()
+        q = q_values(self.teacher(), obs, self.device).float().cpu().numpy()
         self._labeled = (obs, q)
         return q
 
     # ------------------------------------------------------------------ acting
     def greedy_action(self, obs) -> int:
-        with torch.inference_mode():
-            q = self.q(torch.as_tensor(np.asarray(obs), device=self.device).unsqueeze(0))
-        return int(q.argmax(dim=1).item())
+        return int(q_values(self.q, obs, self.device).argmax())
 
     def act(self, obs, explore: bool = True):
         if not explore:
@@ -308,7 +304,7 @@ class DistillAgent(Agent):
     # ------------------------------------------------------------------ learning
     def update(self) -> dict[str, float]:
         cfg = self.config
-        if self.steps < cfg.learning_starts or self.steps % cfg.update_every:
+        if not learning_due(self.steps, cfg):
             return {}
         for _ in range(cfg.gradient_steps):
             metrics = self.learn()

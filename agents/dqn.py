@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from rewind.agents import net2net
 from rewind.agents.base import Agent
-from rewind.agents.networks import NETWORKS, build_q_network
+from rewind.agents.networks import NETWORKS, build_q_network, q_values
 from rewind.agents.optim import OPTIMIZERS, make_optimizer
 from rewind.buffers.replay import UniformReplay
 from rewind.errors import RewindError
@@ -63,6 +63,11 @@ class DQNConfig:
             raise RewindError("agent.gamma must be in [0, 1]")
 
 
+def learning_due(steps: int, cfg) -> bool:
+    """A learning phase runs every `update_every` env steps once `learning_starts` steps are in."""
+    return steps >= cfg.learning_starts and steps % cfg.update_every == 0
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -104,9 +109,7 @@ class DQNAgent(Agent):
         return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
 
     def greedy_action(self, obs) -> int:
-        with torch.inference_mode():
-            q = self.q(torch.as_tensor(np.asarray(obs), device=self.device).unsqueeze(0))
-        return int(q.argmax(dim=1).item())
+        return int(q_values(self.q, obs, self.device).argmax())
 
     def act(self, obs, explore: bool = True):
         if explore and self.rng.random() < self.epsilon():
@@ -120,7 +123,7 @@ class DQNAgent(Agent):
     # ------------------------------------------------------------------ learning
     def update(self) -> dict[str, float]:
         cfg = self.config
-        if self.steps < cfg.learning_starts or self.steps % cfg.update_every:
+        if not learning_due(self.steps, cfg):
             return {}
         for _ in range(cfg.gradient_steps):
             metrics = self.learn()

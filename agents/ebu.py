@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from rewind.agents.dqn import DQNAgent, DQNConfig
+from rewind.agents.networks import q_values
 from rewind.agents.optim import make_optimizer
 from rewind.buffers.backward import backward_targets
 from rewind.buffers.episodic import EpisodicReplayBuffer
@@ -184,9 +185,7 @@ class AdaptiveEBUAgent(EBUAgent):
         return list(self.config.betas)
 
     def greedy_action(self, obs) -> int:
-        with torch.inference_mode():
-            q = self.learners[self.actor](torch.as_tensor(np.asarray(obs), device=self.device).unsqueeze(0))
-        return int(q.argmax(dim=1).item())
+        return int(q_values(self.learners[self.actor], obs, self.device).argmax())
 
     def observe(self, obs, action, reward, next_obs, terminated, truncated, info) -> None:
         super().observe(obs, action, reward, next_obs, terminated, truncated, info)

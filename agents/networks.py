@@ -72,6 +72,12 @@ def _scaled(n: int, width: float) -> int:
     return max(1, round(n * width))
 
 
+def q_values(net: nn.Module, obs, device: torch.device) -> torch.Tensor:
+    """The network's outputs (A,) for one observation, without autograd: what acting needs."""
+    with torch.inference_mode():
+        return net(torch.as_tensor(np.asarray(obs), device=device).unsqueeze(0))[0]
+
+
 NETWORKS = ("auto", "nature", "minatar", "mlp")
 
 
