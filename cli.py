@@ -115,7 +115,7 @@ def _add_eval(sub) -> None:
 def _cmd_eval(args) -> int:
     import torch
 
-    from rewind.agents.experiment import load_for_eval
+    from rewind.agents.experiment import eval_protocol, load_for_eval
     from rewind.agents.loop import evaluate
 
     if args.episodes < 1:
@@ -125,8 +125,9 @@ def _cmd_eval(args) -> int:
     agent, env, meta = load_for_eval(args.checkpoint)
     run = meta.get("run", {})
     torch.set_num_threads(args.threads or run.get("torch_threads") or 1)
-    eps = args.epsilon if args.epsilon is not None else run.get("eval_epsilon", 0.05)
-    max_steps = args.max_steps or run.get("eval_max_steps", 27_000)
+    run_eps, run_max_steps = eval_protocol(meta)
+    eps = args.epsilon if args.epsilon is not None else run_eps
+    max_steps = args.max_steps or run_max_steps
     result = evaluate(agent, env, args.episodes, eps, max_steps, seed=args.seed)
     print(f"{meta['agent']} on {meta['env']}: {args.episodes} episodes, epsilon {eps}")
     print("episode  return")

@@ -461,10 +461,7 @@ def _ceil8(bits: int) -> int:
 def td_steps(agent, steps: int, desc: str, progress: bool) -> None:
     """`steps` of the agent's own learning step with its target-network schedule."""
     for _ in tqdm(range(steps), desc=desc, disable=not progress or steps == 0, leave=False, unit="step"):
-        agent.learn()
-        agent.updates += 1
-        if agent.updates % agent.config.target_update_every == 0:
-            agent.sync_target()
+        agent.gradient_update()
 
 
 def prepare(checkpoint: str | Path, cfg: CompressConfig):
@@ -540,6 +537,7 @@ def compress_agent(agent, meta: dict, cfg: CompressConfig, evaluate_fn=None, pro
 def compress_checkpoint(checkpoint: str | Path, out: str | Path, cfg: CompressConfig, episodes: int = 100,
                         eval_seed: int = 12345, progress: bool = True) -> dict:
     """Compress a `rewind train` checkpoint into `out` (.rwz) and return the summary (no records)."""
+    from rewind.agents.experiment import eval_protocol
     from rewind.agents.loop import evaluate
 
     cfg.validate()
@@ -549,8 +547,7 @@ def compress_checkpoint(checkpoint: str | Path, out: str | Path, cfg: CompressCo
     if out.exists() and not is_compressed(out):
         raise RewindError(f"{out} exists and is not a compressed model; choose another --out")
     agent, env, meta = prepare(checkpoint, cfg)
-    run = meta.get("run", {})
-    eps, max_steps = run.get("eval_epsilon", 0.05), run.get("eval_max_steps", 27_000)
+    eps, max_steps = eval_protocol(meta)
 
     def evaluate_fn(a):
         r = evaluate(a, env, episodes, eps, max_steps, seed=eval_seed)

@@ -135,7 +135,7 @@ def prepare(teacher_path: str, size: str, loss: str = "policy", experience: str 
 
 def run(args) -> int:
     from rewind.agents.experiment import run_experiment
-    from rewind.agents.loop import evaluate
+    from rewind.agents.loop import eval_seed, evaluate
     from rewind.config import parse_set
 
     job = prepare(args.teacher, args.student, args.loss, args.experience, args.steps, args.seed,
@@ -152,7 +152,7 @@ def run(args) -> int:
     summary = run_experiment(exp, logdir, resume=args.resume, progress=not args.no_progress, on_start=banner)
     run_cfg = exp.run
     t_eval = evaluate(teacher, job["teacher_env"], run_cfg.eval_episodes, run_cfg.eval_epsilon,
-                      run_cfg.eval_max_steps, seed=exp.seed + 1_000_003)  # the loop's seeds: same episode starts
+                      run_cfg.eval_max_steps, seed=eval_seed(exp.seed))  # the loop's: same episode starts
     s_eval = summary.get("last_eval")
     print(f"teacher: {t_params:>10,} parameters  eval return {t_eval['return_mean']:.2f} +- "
           f"{t_eval['return_std']:.2f} ({run_cfg.eval_episodes} episodes)")

@@ -126,10 +126,15 @@ class DQNAgent(Agent):
         if not learning_due(self.steps, cfg):
             return {}
         for _ in range(cfg.gradient_steps):
-            metrics = self.learn()
-            self.updates += 1
-            if self.updates % cfg.target_update_every == 0:
-                self.sync_target()
+            metrics = self.gradient_update()
+        return metrics
+
+    def gradient_update(self) -> dict[str, float]:
+        """One learning step, counted, with the target network copied on its schedule."""
+        metrics = self.learn()
+        self.updates += 1
+        if self.updates % self.config.target_update_every == 0:
+            self.sync_target()
         return metrics
 
     def autocast(self):

@@ -153,6 +153,12 @@ def run_experiment(exp: Experiment, logdir: str | Path | None, resume: bool = Fa
     return summary
 
 
+def eval_protocol(meta: dict) -> tuple[float, int]:
+    """(epsilon, steps per episode) of the run that wrote `meta`: evaluate a saved agent as it was evaluated."""
+    run, default = meta.get("run") or {}, RunConfig()
+    return run.get("eval_epsilon", default.eval_epsilon), run.get("eval_max_steps", default.eval_max_steps)
+
+
 def load_for_eval(checkpoint: str | Path):
     """Rebuild (agent, eval env, meta) from a checkpoint, or a `rewind compress` file (.rwz), for `rewind eval`."""
     from rewind.agents.compress import is_compressed, load_network, read_compressed

@@ -77,6 +77,11 @@ def _set_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
 
 
+def eval_seed(run_seed: int) -> int:
+    """Seed of a run's evaluation episodes: the same at every evaluation, apart from training seeds."""
+    return run_seed + 1_000_003
+
+
 def evaluate(agent: Agent, env: gym.Env, episodes: int = 10, epsilon: float = 0.05,
              max_steps: int = 27_000, seed: int = 0) -> dict:
     """Fixed protocol: `episodes` episodes, epsilon-greedy with `epsilon`, at most `max_steps` each.
@@ -185,7 +190,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
     def do_eval():
         target = eval_env if eval_env is not None else env
         result = evaluate(agent, target, run.eval_episodes, run.eval_epsilon, run.eval_max_steps,
-                          seed=seed + 1_000_003)
+                          seed=eval_seed(seed))
         result.update(step=step, frames=step * frames_per_step, episodes=episodes)
         evals.append(result)
         log.scalars("eval", {k: v for k, v in result.items() if k != "returns"}, step)

@@ -28,6 +28,7 @@ import torch
 
 from rewind.agents.checkpoint import atomic_write, atomic_write_text
 from rewind.agents.compress import CompressConfig, compress_agent, prepare, write_compressed
+from rewind.agents.experiment import eval_protocol
 from rewind.agents.loop import evaluate
 from rewind.bench.markdown import write_result
 
@@ -59,8 +60,7 @@ def key(run: str, setting: str, args) -> str:
 
 
 def eval_fn(env, meta, args):
-    run = meta.get("run", {})
-    eps, max_steps = run.get("eval_epsilon", 0.05), run.get("eval_max_steps", 27_000)
+    eps, max_steps = eval_protocol(meta)
 
     def fn(agent):
         r = evaluate(agent, env, args.episodes, eps, max_steps, seed=args.eval_seed)

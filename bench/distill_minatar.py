@@ -28,7 +28,7 @@ import torch
 from rewind.agents.checkpoint import atomic_write, atomic_write_json, load_checkpoint
 from rewind.agents.distill import agreement, collect_states, load_teacher
 from rewind.agents.distill_cli import prepare
-from rewind.agents.experiment import load_for_eval, run_experiment
+from rewind.agents.experiment import eval_protocol, load_for_eval, run_experiment
 from rewind.agents.loop import evaluate
 from rewind.bench.markdown import write_result
 from rewind.config import merge, parse_set
@@ -181,7 +181,7 @@ def main(argv=None) -> int:
     rows = []
     for teacher_path in args.teachers:
         teacher, env, meta = load_teacher(teacher_path)
-        eps, max_steps = meta["run"].get("eval_epsilon", 0.0), meta["run"].get("eval_max_steps", 10_000)
+        eps, max_steps = eval_protocol(meta)
         t_eval = evaluate(teacher, env, args.eval_episodes, eps, max_steps, seed=EVAL_SEED)
         held_out = collect_states(teacher, env, args.heldout, seed=HELDOUT_SEED, epsilon=0.05)
         for loss in args.losses:

@@ -174,7 +174,7 @@ def run_peer(spec, exp, logdir: str | Path, resume: bool = False) -> dict:
 
     from rewind.agents.checkpoint import atomic_write, atomic_write_json, atomic_write_text
     from rewind.agents.experiment import frames_per_step
-    from rewind.agents.loop import evaluate, seed_everything
+    from rewind.agents.loop import eval_seed, evaluate, seed_everything
     from rewind.envs import make_env
 
     logdir = Path(logdir)
@@ -211,7 +211,7 @@ def run_peer(spec, exp, logdir: str | Path, resume: bool = False) -> dict:
 
     def do_eval(step):
         result = evaluate(_GreedyActor(model), eval_env, run.eval_episodes, run.eval_epsilon, run.eval_max_steps,
-                          seed=seed + 1_000_003)
+                          seed=eval_seed(seed))
         result.update(step=step, frames=step * fps, episodes=state["episodes"])
         state["evals"].append(result)
         for key in ("return_mean", "return_std", "length_mean"):
