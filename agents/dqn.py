@@ -168,17 +168,18 @@ class DQNAgent(Agent):
         discount = self.config.gamma if discounts is None else discounts
         return rewards + discount * (~terminated).float() * next_v
 
-    def gradient_step(self, obs, actions, targets) -> dict[str, float]:
-        """Huber loss between Q(s, a) and fixed targets; one optimizer step."""
+    def gradient_step(self, obs, actions, targets, net=None, optimizer=None) -> dict[str, float]:
+        """Huber loss between Q(s, a) and fixed targets; one optimizer step (of self.q, or `net`)."""
+        net, optimizer = net or self.q, optimizer or self.optimizer
         with self.autocast():
-            q_all = self.q(obs).float()
+            q_all = net(obs).float()
         q = q_all.gather(1, actions.view(-1, 1)).squeeze(1)
         loss = F.huber_loss(q, targets, delta=self.config.huber_delta)
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.q.parameters(), self.config.max_grad_norm)
-        self.optimizer.step()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), self.config.max_grad_norm)
+        optimizer.step()
         return {"loss": loss.item(), "q_mean": q.detach().mean().item()}
 
     # ------------------------------------------------------------------ checkpoints
@@ -228,19 +229,22 @@ class DQNAgent(Agent):
         for kind, amount, noise in growth[len(self.growth):]:
             self._grow_step(kind, amount, noise)
 
+    def learners_and_optimizers(self) -> list[tuple]:
+        """Every trained Q-network with its optimizer (one here; adaptive EBU has K)."""
+        return [(self.q, self.optimizer)]
+
+    def replace_optimizers(self, optimizers: list) -> None:
+        self.optimizer = optimizers[0]
+
     def _grow_step(self, kind: str, amount, noise: float) -> None:
         widen, deepen = (amount, 0) if kind == "widen" else (1.0, amount)
         seed = [self.seed % 2**32, len(self.growth)]   # same mapping for every network, and on replay
-        learners = getattr(self, "learners", [self.q])             # AdaptiveEBUAgent: K learners
-        optimizers = getattr(self, "optimizers", [self.optimizer])
         cfg, grown = self.config, []
-        for net, opt in zip(learners, optimizers):
+        for net, opt in self.learners_and_optimizers():
             growth = net2net.grow_network(net, widen, deepen, np.random.default_rng(seed), noise)
             new = make_optimizer(cfg.optimizer, net.parameters(), cfg.lr, cfg.opt_eps, cfg.rmsprop_alpha)
             net2net.remap_optimizer(opt, new, growth)
             grown.append(new)
         net2net.grow_network(self.q_target, widen, deepen, np.random.default_rng(seed), noise)
-        self.optimizer = grown[0]
-        if hasattr(self, "optimizers"):
-            self.optimizers[:] = grown
+        self.replace_optimizers(grown)
         self.growth.append([kind, amount, noise])

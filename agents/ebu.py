@@ -140,8 +140,8 @@ class EBUAgent(DQNAgent):
 
     def learn(self) -> dict[str, float]:
         idx, y = self.next_minibatch()
-        b = self.replay.batch(idx, self.device)
-        return self.gradient_step(b["obs"], b["actions"], torch.from_numpy(y[:, 0]).to(self.device))
+        obs, actions = self.replay.obs_actions(idx, self.device)   # targets are precomputed: no s' needed
+        return self.gradient_step(obs, actions, torch.from_numpy(y[:, 0]).to(self.device))
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -184,6 +184,13 @@ class AdaptiveEBUAgent(EBUAgent):
     def betas(self) -> list[float]:
         return list(self.config.betas)
 
+    def learners_and_optimizers(self) -> list[tuple]:
+        return list(zip(self.learners, self.optimizers))
+
+    def replace_optimizers(self, optimizers: list) -> None:
+        self.optimizers[:] = optimizers
+        self.optimizer = optimizers[0]
+
     def greedy_action(self, obs) -> int:
         return int(q_values(self.learners[self.actor], obs, self.device).argmax())
 
@@ -197,13 +204,12 @@ class AdaptiveEBUAgent(EBUAgent):
 
     def learn(self) -> dict[str, float]:
         idx, y = self.next_minibatch()
-        b = self.replay.batch(idx, self.device)
+        obs, actions = self.replay.obs_actions(idx, self.device)
+        targets = torch.from_numpy(y).to(self.device)               # (B, K): one column per learner
         metrics = {}
         for k, (q, opt) in enumerate(zip(self.learners, self.optimizers)):
-            self.q, self.optimizer = q, opt
-            m = self.gradient_step(b["obs"], b["actions"], torch.from_numpy(y[:, k]).to(self.device))
+            m = self.gradient_step(obs, actions, targets[:, k], net=q, optimizer=opt)
             metrics[f"loss_beta{self.config.betas[k]:g}"] = m["loss"]
-        self.q, self.optimizer = self.learners[0], self.optimizers[0]
         metrics["loss"] = float(np.mean([v for v in metrics.values()]))
         return metrics
 

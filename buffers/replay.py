@@ -141,6 +141,12 @@ class ReplayStorage:
         p = np.asarray(p, dtype=np.int64)
         return self.frames[self._stack_index(p + 1, self.start[p % self.capacity])]
 
+    def obs_actions(self, p: np.ndarray, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """(s_t, a_t) at absolute indexes p: all a learner with precomputed targets needs."""
+        p = np.asarray(p, dtype=np.int64)
+        return (torch.from_numpy(self.states(p)).to(device),
+                torch.from_numpy(self.actions[p % self.capacity].astype(np.int64)).to(device))
+
     def batch(self, p: np.ndarray, device="cpu") -> dict[str, torch.Tensor]:
         """Transitions at absolute indexes p as torch tensors (obs stay in their stored dtype).
 
@@ -208,10 +214,11 @@ class UniformReplay(ReplayStorage):
         if n < 1:
             raise RewindError(f"n-step returns need n >= 1, got {n}")
         p = np.asarray(p, dtype=np.int64)
-        b = self.batch(p, device)
         if n == 1:
+            b = self.batch(p, device)
             b["discounts"] = torch.full(p.shape, gamma, dtype=torch.float32, device=device)
             return b
+        obs, actions = self.obs_actions(p, device)   # the rest is computed over the n-step window
         q = p[:, None] + np.arange(n)[None, :]                      # (B, n) absolute indexes
         rows = q % self.capacity
         ends = self.terminated[rows] | self.truncated[rows]
@@ -222,11 +229,14 @@ class UniformReplay(ReplayStorage):
         powers = gamma ** np.arange(n, dtype=np.float64)
         ret = (self.rewards[rows] * inc) @ powers                    # float64 sum, cast below
         last = p + m - 1
-        b["rewards"] = torch.from_numpy(ret.astype(np.float32)).to(device)
-        b["next_obs"] = torch.from_numpy(self.next_states(last)).to(device)
-        b["terminated"] = torch.from_numpy(self.terminated[last % self.capacity]).to(device)
-        b["discounts"] = torch.from_numpy((gamma ** m.astype(np.float64)).astype(np.float32)).to(device)
-        return b
+        return {
+            "obs": obs,
+            "actions": actions,
+            "rewards": torch.from_numpy(ret.astype(np.float32)).to(device),
+            "next_obs": torch.from_numpy(self.next_states(last)).to(device),
+            "terminated": torch.from_numpy(self.terminated[last % self.capacity]).to(device),
+            "discounts": torch.from_numpy((gamma ** m.astype(np.float64)).astype(np.float32)).to(device),
+        }
 
     def sample_indices(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         low, high = self.oldest, self.total - 1  # p + 1 must exist
