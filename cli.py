@@ -73,7 +73,7 @@ def _default_logdir(agent: str, env: str, seed: int) -> str:
 
 
 def _cmd_train(args) -> int:
-    from rewind.agents.experiment import resolve, run_experiment
+    from rewind.agents.experiment import exit_status, resolve, run_experiment
     from rewind.config import parse_set
 
     overrides = parse_set(args.set)
@@ -91,10 +91,7 @@ def _cmd_train(args) -> int:
     state = "interrupted" if summary["interrupted"] else "done"
     print(f"rewind: {state} at step {summary['steps']} ({summary['episodes']} episodes{tail}); "
           f"checkpoint in {logdir}/checkpoint.pt")
-    if summary["interrupted"]:
-        print("rewind: continue with the same command plus --resume", file=sys.stderr)
-        return 130
-    return 0
+    return exit_status(summary)
 
 
 def _add_eval(sub) -> None:

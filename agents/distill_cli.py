@@ -134,7 +134,7 @@ def prepare(teacher_path: str, size: str, loss: str = "policy", experience: str 
 
 
 def run(args) -> int:
-    from rewind.agents.experiment import run_experiment
+    from rewind.agents.experiment import exit_status, run_experiment
     from rewind.agents.loop import eval_seed, evaluate
     from rewind.config import parse_set
 
@@ -162,10 +162,7 @@ def run(args) -> int:
               f"{s_eval['return_std']:.2f} ({run_cfg.eval_episodes} episodes); {ratio:.0%} of the teacher's")
     print(f"rewind: {'interrupted' if summary['interrupted'] else 'done'} at step {summary['steps']}; "
           f"student checkpoint in {logdir}/checkpoint.pt (`rewind eval {logdir}`)")
-    if summary["interrupted"]:
-        print("rewind: continue with the same command plus --resume", file=sys.stderr)
-        return 130
-    return 0
+    return exit_status(summary)
 
 
 def main(argv=None) -> int:

@@ -39,7 +39,7 @@ class DQNConfig:
     gradient_steps: int = 1          # gradient updates per learning phase (RL Zoo's CartPole: 128 every 256 steps)
     target_update_every: int = 1000  # gradient updates between target-network copies
     double: bool = False             # double-DQN targets
-    n_step: int = 1                  # n-step returns (1 = Nature DQN); stop at episode ends; EBU ignores it
+    n_step: int = 1                  # n-step returns (1 = Nature DQN); stop at episode ends; EBU refuses it
     huber_delta: float = 1.0
     max_grad_norm: float = 0.0       # 0 disables gradient clipping
     eps_start: float = 1.0

@@ -50,6 +50,9 @@ class EBUConfig(DQNConfig):
             raise RewindError(f"agent.beta must be in [0, 1], got {self.beta}")
         if self.target_chunk < 1 or self.refill_min < 0:
             raise RewindError("agent.target_chunk must be >= 1 and agent.refill_min >= 0")
+        if self.n_step != 1:
+            raise RewindError("agent.n_step does not apply to EBU (its targets come from the backward sweep); "
+                              "leave it at 1")
 
 
 class EBUAgent(DQNAgent):

@@ -159,6 +159,16 @@ def eval_protocol(meta: dict) -> tuple[float, int]:
     return run.get("eval_epsilon", default.eval_epsilon), run.get("eval_max_steps", default.eval_max_steps)
 
 
+def exit_status(summary: dict) -> int:
+    """130 with a resume hint for a run stopped by Ctrl-C, else 0: how every training command ends."""
+    import sys
+
+    if summary["interrupted"]:
+        print("rewind: continue with the same command plus --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
 def load_for_eval(checkpoint: str | Path):
     """Rebuild (agent, eval env, meta) from a checkpoint, or a `rewind compress` file (.rwz), for `rewind eval`."""
     from rewind.agents.compress import is_compressed, load_network, read_compressed

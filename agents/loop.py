@@ -67,11 +67,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _rng_states() -> dict:
+def rng_states() -> dict:
+    """The global python/numpy/torch RNG states, for checkpoints that resume exactly."""
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
 
 
-def _set_rng_states(states: dict) -> None:
+def set_rng_states(states: dict) -> None:
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
@@ -166,7 +167,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
         if loop.get("env") is not None:
             env = pickle.loads(loop["env"])
             obs = loop["obs"]
-        _set_rng_states(loop["rng"])
+        set_rng_states(loop["rng"])
     if obs is None:
         obs, _ = env.reset(seed=seed if not resume else seed + step)
         env.action_space.seed(seed)
@@ -184,7 +185,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
             "agent": agent.state_dict(),
             "replay": replay.state_dict() if (run.save_buffer and replay is not None) else None,
             "loop": {"step": step, "episodes": episodes, "evals": evals, "obs": obs, "env": env_bytes,
-                     "rng": _rng_states()},
+                     "rng": rng_states()},
         })
 
     def do_eval():

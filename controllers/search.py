@@ -12,8 +12,6 @@ tested. The run checkpoints atomically at every phase boundary and resumes from 
 from __future__ import annotations
 
 import dataclasses
-import json
-import random
 import time
 from pathlib import Path
 
@@ -23,9 +21,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rewind.agents.base import Agent
-from rewind.agents.loop import seed_everything
-from rewind.agents.runlog import RunLogger
 from rewind.agents.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from rewind.agents.loop import rng_states, seed_everything, set_rng_states
+from rewind.agents.runlog import RunLogger
 from rewind.controllers.enas_controller import ENASController, ENASControllerConfig
 from rewind.controllers.search_spaces import SearchSpace
 from rewind.envs.nas import Batches, NASEnv, NASEnvConfig, evaluate_split
@@ -180,9 +178,7 @@ def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: E
         env.load_state_dict(state["env"])
         agent.load_state_dict(state["agent"])
         step, elapsed, history = state["step"], state["elapsed"], state["history"]
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
+        set_rng_states(state["rng"])
 
     def checkpoint(done: bool):
         if ckpt is None:
@@ -191,7 +187,7 @@ def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: E
             "meta": {"space": space.name, "params": space.params(), "strategy": strategy, "seed": seed},
             "env": env.state_dict(), "agent": agent.state_dict(), "step": step, "elapsed": elapsed,
             "history": history, "done": done,
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}})
+            "rng": rng_states()})
 
     log = RunLogger(logdir, total, step, progress, unit="arch", desc="search")
     log_every = search_cfg.log_arch_every or env_cfg.controller_steps
