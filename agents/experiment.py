@@ -159,6 +159,20 @@ def eval_protocol(meta: dict) -> tuple[float, int]:
     return run.get("eval_epsilon", default.eval_epsilon), run.get("eval_max_steps", default.eval_max_steps)
 
 
+def finished(logdir: str | Path) -> bool:
+    """True when `logdir` holds a run that reached its last step (an interrupted one also has a summary)."""
+    summary = Path(logdir) / "summary.json"
+    return summary.exists() and not json.loads(summary.read_text())["interrupted"]
+
+
+def run_or_resume(exp: Experiment, logdir: str | Path, progress: bool | None = None) -> bool:
+    """Run `exp` in `logdir` unless it finished there already, resuming a checkpoint; False if skipped."""
+    if finished(logdir):
+        return False
+    run_experiment(exp, logdir, resume=(Path(logdir) / "checkpoint.pt").exists(), progress=progress)
+    return True
+
+
 def exit_status(summary: dict) -> int:
     """130 with a resume hint for a run stopped by Ctrl-C, else 0: how every training command ends."""
     import sys

@@ -74,8 +74,7 @@ def one_run(cond: str, seed: int, args, writer=None) -> dict:
     env = make_env("rewind/maze-v0", dict(base, density=hardest))
     tasks = [[args.size, d] for d in sorted(args.densities)]
     options = {"tasks": tasks, "seed": seed}
-    name = "fixed" if cond == "fixed" else cond
-    env = wrap_with_curriculum("rewind/maze-v0", env, name, options)
+    env = wrap_with_curriculum("rewind/maze-v0", env, cond, options)
     eval_env = gym.make("rewind/maze-v0", **dict(base, density=hardest, max_steps=10 * args.size ** 2))
     shortest = eval_env.unwrapped.shortest_path
     limit = int(np.floor(args.solve_factor * shortest))
@@ -130,7 +129,7 @@ def main(argv=None) -> int:
     writer.close()
     df = pd.DataFrame(rows)
     df.to_csv(out / "maze_curriculum_results.csv", index=False)
-    lines = [f"| condition | runs | solved | env steps to solve hardest: median | mean | min..max |",
+    lines = ["| condition | runs | solved | env steps to solve hardest: median | mean | min..max |",
              "|---|---|---|---|---|---|"]
     for c in args.conditions:
         d = df[df.condition == c]

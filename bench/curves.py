@@ -24,19 +24,19 @@ def run_dir(out: Path, agent: str, env: str, seed: int) -> Path:
 
 
 def run_all(args) -> None:
-    from rewind.agents.experiment import resolve, run_experiment
+    from rewind.agents.experiment import finished, resolve, run_or_resume
     from rewind.config import parse_set
 
     for env in args.envs:
         for agent in args.agents:
             for seed in args.seeds:
                 d = run_dir(args.out, agent, env, seed)
-                if (d / "summary.json").exists() and not json.loads((d / "summary.json").read_text())["interrupted"]:
+                if finished(d):
                     print(f"done already: {d.name}", flush=True)
                     continue
                 exp = resolve(agent, env, None, parse_set(args.set), args.steps, seed)
                 print(f"running {d.name} for {exp.run.steps} steps", flush=True)
-                run_experiment(exp, d, resume=(d / "checkpoint.pt").exists(), progress=args.progress)
+                run_or_resume(exp, d, progress=args.progress)
 
 
 def load_curves(out: Path) -> dict:

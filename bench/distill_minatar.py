@@ -28,7 +28,7 @@ import torch
 from rewind.agents.checkpoint import atomic_write, atomic_write_json, load_checkpoint
 from rewind.agents.distill import agreement, collect_states, load_teacher
 from rewind.agents.distill_cli import prepare
-from rewind.agents.experiment import eval_protocol, load_for_eval, run_experiment
+from rewind.agents.experiment import eval_protocol, finished, load_for_eval, run_or_resume
 from rewind.agents.loop import evaluate
 from rewind.bench.markdown import write_result
 from rewind.config import merge, parse_set
@@ -82,10 +82,9 @@ def run_one(teacher_path: str, loss: str, experience: str, args, overrides: dict
     job = prepare(teacher_path, args.size, loss, experience, args.steps, args.seed,
                   merge({"run": {"eval_every": max(1, args.steps // 6), "eval_episodes": 30,
                                  "torch_threads": args.threads}}, overrides))
-    if not (logdir / "summary.json").exists():
+    if not finished(logdir):   # an interrupted student resumes; it is not evaluated half-trained
         print(f"distilling {name} ({args.steps} steps)", file=sys.stderr)
-        resume = (logdir / "checkpoint.pt").exists()
-        run_experiment(job["exp"], logdir, resume=resume, progress=not args.no_progress)
+        run_or_resume(job["exp"], logdir, progress=not args.no_progress)
     student, env, _ = load_for_eval(logdir)
     run = job["exp"].run
     s_eval = evaluate(student, env, args.eval_episodes, run.eval_epsilon, run.eval_max_steps, seed=EVAL_SEED)

@@ -95,7 +95,7 @@ def steps_to_target(steps, rel, target=TARGET) -> float:
     return float("inf")
 
 
-def summarize(results: list[dict], labels: list[str], variants: list[str], steps: int, n_step_label: str) -> dict:
+def summarize(results: list[dict], labels: list[str], variants: list[str], steps: int) -> dict:
     out = {}
     for v in variants:
         out[v] = {}
@@ -267,7 +267,7 @@ def main(argv=None) -> int:
     except RewindError as exc:
         raise SystemExit(f"maze_ebu: {exc}")
     wall = time.time() - t0
-    summary = summarize(results, labels, variants, args.steps, f"dqn-n{args.n_step}")
+    summary = summarize(results, labels, variants, args.steps)
     cpu = sum(r["cpu_s"] for r in results)
     atomic_write_json(out / "summary.json", {"protocol": protocol, "wall_s_this_call": wall,
                                               "cpu_s_all_runs": cpu, "summary": summary})

@@ -44,22 +44,21 @@ def variant_settings(variant: str, factor: float, grow_at: int) -> list[str]:
 
 def run_all(args) -> dict:
     """Run every (variant, seed) not finished yet; returns {run name: CPU seconds} of the runs made now."""
-    from rewind.agents.experiment import resolve, run_experiment
+    from rewind.agents.experiment import finished, resolve, run_or_resume
     from rewind.config import parse_set
 
     cpu = {}
     for seed in args.seeds:
         for variant in VARIANTS:
             d = run_dir(args.out, variant, args.env, seed)
-            summary = d / "summary.json"
-            if summary.exists() and not json.loads(summary.read_text())["interrupted"]:
+            if finished(d):
                 print(f"done already: {d.name}", flush=True)
                 continue
             sets = REDUCED + variant_settings(variant, args.factor, args.grow_at) + args.set
             exp = resolve(args.agent, args.env, None, parse_set(sets), args.steps, seed)
             print(f"running {d.name} for {exp.run.steps} steps", flush=True)
             t0 = time.process_time()
-            run_experiment(exp, d, resume=(d / "checkpoint.pt").exists(), progress=args.progress)
+            run_or_resume(exp, d, progress=args.progress)
             cpu[d.name] = time.process_time() - t0
             print(f"  {cpu[d.name]:.0f} CPU s", flush=True)
     return cpu

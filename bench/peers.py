@@ -260,7 +260,7 @@ def run_peer(spec, exp, logdir: str | Path, resume: bool = False) -> dict:
     summary = {"steps": int(model.num_timesteps), "episodes": state["episodes"], "interrupted": stop["flag"],
                "return_mean_100": float(np.mean([e["r"] for e in returns])) if returns else float("nan"),
                "last_eval": state["evals"][-1] if state["evals"] else None, "notes": notes}
-    atomic_write_text(logdir / "summary.json", json.dumps(summary, indent=1, default=float))
+    atomic_write_json(logdir / "summary.json", summary)
     return summary
 
 

@@ -27,7 +27,7 @@ def fill(buf: EpisodicReplayBuffer, n: int, rng: np.random.Generator) -> None:
     """Write n transitions in episodes of 100..1500 steps (Atari lives), frames of noise."""
     pool = rng.integers(0, 255, size=(256, 84, 84), dtype=np.uint8)
     stack = np.zeros((4, 84, 84), dtype=np.uint8)
-    t, left = 0, int(rng.integers(100, 1500))
+    left = int(rng.integers(100, 1500))
     for k in range(n):
         stack[-1] = pool[k % 256]
         left -= 1
@@ -35,7 +35,6 @@ def fill(buf: EpisodicReplayBuffer, n: int, rng: np.random.Generator) -> None:
         buf.add(stack, int(rng.integers(18)), float(rng.random() < 0.05), stack, end, False, None)
         if end:
             left = int(rng.integers(100, 1500))
-        t += 1
 
 
 def main(argv=None) -> int:

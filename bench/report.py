@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rewind.agents.checkpoint import atomic_write_json, atomic_write_text
 from rewind.bench import stats
 from rewind.bench.runner import read_manifest, read_status, run_dir
 from rewind.bench.scores import normalize, reference_for
@@ -123,9 +124,9 @@ def build_report(out: str | Path, reps: int = 2000, seed: int = 0, plots: bool =
         "probability_of_improvement": {k: list(v) for k, v in poi.items()},
         "iqm_curves": curve_data, "profiles": profiles, "bootstrap_reps": reps,
     }
-    (out / "report.json").write_text(json.dumps(result, indent=1, default=float))
+    atomic_write_json(out / "report.json", result)
     pngs = _plots(out, suite, curves, labels, curve_data, profiles) if plots else []
-    (out / "report.md").write_text(_markdown(result, suite, labels, agg_labels, norm_envs, pngs))
+    atomic_write_text(out / "report.md", _markdown(result, suite, labels, agg_labels, norm_envs, pngs))
     return result
 
 

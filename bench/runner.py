@@ -76,8 +76,8 @@ def execute_run(spec_dict: dict, out: str) -> dict:
         if state == "new" and path.exists():
             shutil.rmtree(path)  # leftovers of a run killed before its first checkpoint
         path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path / "run.json", run_meta(spec))
         exp = resolve_run(spec)
+        atomic_write_json(path / "run.json", run_meta(spec, exp))
         if not exp.run.torch_threads:
             exp.run.torch_threads = max(1, int(spec.cpus))
         exp.run.progress = False

@@ -201,13 +201,11 @@ def validate_runs(suite: Suite) -> None:
     from rewind.agents import AGENTS
     from rewind.envs import env_kind
 
-    checked_envs = set()
     for env in suite.envs:
         try:
             env_kind(env)
         except RewindError as exc:
             raise RewindError(f"suite envs: {exc}") from None
-        checked_envs.add(env)
     seen = set()
     for spec in suite.runs:
         if spec.agent not in AGENTS and spec.agent not in PEERS:
@@ -230,9 +228,8 @@ def validate_runs(suite: Suite) -> None:
             raise RewindError(f"suite run {spec.label} on {spec.env}: {exc}") from None
 
 
-def run_meta(spec: RunSpec) -> dict:
-    """What identifies a run in its folder (written as run.json)."""
-    exp = resolve_run(spec)
-    meta = exp.meta()
+def run_meta(spec: RunSpec, exp=None) -> dict:
+    """What identifies a run in its folder (written as run.json); `exp`: spec already resolved."""
+    meta = (exp or resolve_run(spec)).meta()
     meta.update(agent=spec.agent, label=spec.label, sb3=spec.sb3)
     return json.loads(json.dumps(meta, default=lambda o: to_dict(o) if dataclasses.is_dataclass(o) else str(o)))

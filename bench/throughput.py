@@ -12,7 +12,6 @@ median is reported, so background load hits both alike.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 

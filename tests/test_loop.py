@@ -168,3 +168,20 @@ def test_a_checkpoint_older_than_a_setting_resumes_only_if_the_setting_has_its_d
     wider = resolve("dqn", "CartPole-v1", None, parse_set(SETTINGS + ["agent.width=2"]), steps=250)
     with pytest.raises(RewindError, match="holds a different run"):
         run_experiment(wider, logdir, resume=True, progress=False)
+
+
+def test_run_or_resume_skips_a_finished_run_and_resumes_an_interrupted_one(tmp_path):
+    import json
+
+    from rewind.agents.experiment import finished, run_or_resume
+
+    logdir = tmp_path / "r"
+    assert run_or_resume(experiment(150), logdir, progress=False) and finished(logdir)
+    before = (logdir / "checkpoint.pt").stat().st_mtime_ns
+    assert not run_or_resume(experiment(150), logdir, progress=False)
+    assert (logdir / "checkpoint.pt").stat().st_mtime_ns == before
+    summary = json.loads((logdir / "summary.json").read_text())
+    (logdir / "summary.json").write_text(json.dumps({**summary, "interrupted": True}))  # as Ctrl-C leaves it
+    assert not finished(logdir)
+    assert run_or_resume(experiment(200), logdir, progress=False)
+    assert final_state(logdir)["loop"]["step"] == 200 and finished(logdir)
