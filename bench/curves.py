@@ -40,15 +40,29 @@ def run_all(args) -> None:
 
 
 def load_curves(out: Path) -> dict:
-    """{(agent, env): [(steps array, mean-return array) per seed]} from every run's evaluations.json."""
+    """{(agent, env): {seed: (steps array, mean-return array)}} from every run's evaluations.json."""
     curves: dict = {}
     for f in sorted((out / "runs").glob("*/evaluations.json")):
         agent, env, seed = f.parent.name.split("__")
         evals = json.loads(f.read_text())
         steps = np.array([e["step"] for e in evals])
         means = np.array([e["return_mean"] for e in evals])
-        curves.setdefault((agent, env), []).append((steps, means))
+        curves.setdefault((agent, env), {})[int(seed.removeprefix("s"))] = (steps, means)
     return curves
+
+
+def stacked(runs: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, returns[seed, step]) of {seed: (steps, means)}, seeds in order, cut to the shortest run."""
+    seeds = sorted(runs)
+    n = min(len(runs[s][0]) for s in seeds)
+    return runs[seeds[0]][0][:n], np.stack([runs[s][1][:n] for s in seeds])
+
+
+def plot_mean_band(ax, steps: np.ndarray, returns: np.ndarray, label: str) -> None:
+    """Mean over seeds with a +-1 sd band."""
+    mu, sd = returns.mean(0), returns.std(0)
+    ax.plot(steps, mu, label=f"{label} ({len(returns)} seeds)")
+    ax.fill_between(steps, mu - sd, mu + sd, alpha=0.2)
 
 
 def report(out: Path) -> str:
@@ -65,12 +79,8 @@ def report(out: Path) -> str:
         for (agent, e), runs in sorted(curves.items()):
             if e != env:
                 continue
-            n = min(len(s) for s, _ in runs)
-            steps = runs[0][0][:n]
-            m = np.stack([r[1][:n] for r in runs])
-            mu, sd = m.mean(0), m.std(0)
-            ax.plot(steps, mu, label=f"{agent} ({len(runs)} seeds)")
-            ax.fill_between(steps, mu - sd, mu + sd, alpha=0.2)
+            steps, m = stacked(runs)
+            plot_mean_band(ax, steps, m, agent)
             lines.append(f"| {env} | {agent} | {len(runs)} | {int(steps[-1])} | {m[:, -1].mean():.2f} +- "
                          f"{m[:, -1].std():.2f} | {m.mean():.2f} |")
         ax.set_title(env)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from rewind.agents.checkpoint import atomic_write_json
-from rewind.bench.curves import load_curves, run_dir
+from rewind.bench.curves import load_curves, plot_mean_band, run_dir, stacked
 from rewind.bench.markdown import write_result
 
 REDUCED = ["agent.eps_decay_steps=10000", "agent.learning_starts=2000", "run.eval_every=1000",
@@ -84,24 +84,21 @@ def report(args, argv, cpu_now: dict) -> str:
     old = json.loads((args.out / "results.json").read_text()) if (args.out / "results.json").exists() else {}
     cpu = {**old.get("cpu_s", {}), **cpu_now}
     curves = load_curves(args.out)
-    runs = {v: curves.get((v, args.env), []) for v in VARIANTS}
+    runs = {v: curves.get((v, args.env), {}) for v in VARIANTS}   # {variant: {seed: (steps, returns)}}
     if not any(runs.values()):
         raise SystemExit(f"no finished runs under {args.out}/runs")
-    n = min(len(s) for rs in runs.values() for s, _ in rs)
-    steps = next(rs for rs in runs.values() if rs)[0][0][:n]
+    n = min(len(s) for rs in runs.values() for s, _ in rs.values())
+    steps = stacked(next(rs for rs in runs.values() if rs))[0][:n]
     after = steps > args.grow_at
     fig, ax = plt.subplots(figsize=(6.4, 4))
     rows, per_seed, post = [], {}, {}
     for v, rs in runs.items():
         if not rs:
             continue
-        m = np.stack([r[1][:n] for r in rs])
-        mu, sd = m.mean(0), m.std(0)
-        ax.plot(steps, mu, label=f"{v} ({len(rs)} seeds)")
-        ax.fill_between(steps, mu - sd, mu + sd, alpha=0.2)
+        seeds = sorted(rs)
+        m = stacked(rs)[1][:, :n]
+        plot_mean_band(ax, steps, m, v)
         post[v] = m[:, after].mean(1)
-        seeds = sorted(int(p.name.rsplit("__s", 1)[1]) for p in (args.out / "runs").glob(f"{v}__*") if
-                       (p / "evaluations.json").exists())
         names = [run_dir(args.out, v, args.env, s).name for s in seeds]
         params = sorted({_params(run_dir(args.out, v, args.env, s)) for s in seeds} - {None})
         params = params or old.get("variants", {}).get(v, {}).get("final_params", [])
@@ -123,7 +120,8 @@ def report(args, argv, cpu_now: dict) -> str:
     # same seed = same trajectory until the growth step, whose evaluation runs right after the growth:
     # it equals the narrow run's evaluation only if the grown Q-network acts as the narrow one
     at = int(np.searchsorted(steps, args.grow_at))
-    pairs = [(g[1][at], nr[1][at]) for g, nr in zip(runs["grown"], runs["narrow"])] if at < n else []
+    common = sorted(set(runs["grown"]) & set(runs["narrow"]))
+    pairs = [(runs["grown"][s][1][at], runs["narrow"][s][1][at]) for s in common] if at < n else []
     same = (f"Check: at the growth step (evaluated just after growing) grown and narrow runs of the same seed "
             f"score the same in {sum(a == b for a, b in pairs)}/{len(pairs)} seeds.")
     poi = {}
