@@ -120,6 +120,12 @@ class EpisodicSB3Buffer(ReplayBuffer):
             p[bad] = np.random.randint(low, high, size=int(bad.sum()))
         raise RewindError("replay could not find valid transitions; raise learning_starts")
 
+    def obs_actions(self, parts: list[tuple[int, np.ndarray]], env=None) -> tuple[th.Tensor, th.Tensor]:
+        """(observations, actions) for (env index, absolute indexes) groups: what EBU's precomputed targets need."""
+        obs = np.concatenate([self.storages[i].states(p) for i, p in parts])
+        act = np.concatenate([self.storages[i].actions[p % self.storages[i].capacity] for i, p in parts])
+        return self.to_torch(self._normalize_obs(obs, env)), self.to_torch(act.astype(np.int64).reshape(-1, 1))
+
     def samples(self, parts: list[tuple[int, np.ndarray]], env=None) -> ReplayBufferSamples:
         """SB3 samples for transitions given as (env index, absolute indexes) groups, in that order."""
         obs, nxt, act, rew, done = [], [], [], [], []
@@ -230,9 +236,9 @@ class EBU(DQN):
             # keep the queue's order inside each env group; groups in env order (one env: unchanged)
             order = np.argsort(envs, kind="stable")
             groups = [(int(i), idx[order][envs[order] == i]) for i in np.unique(envs)]
-            data = buf.samples(groups, self._vec_normalize_env)
+            obs, actions = buf.obs_actions(groups, self._vec_normalize_env)   # s' is not needed: targets are queued
             targets = th.as_tensor(y[order], device=self.device).reshape(-1, 1)
-            current_q = th.gather(self.q_net(data.observations), dim=1, index=data.actions.long())
+            current_q = th.gather(self.q_net(obs), dim=1, index=actions)
             loss = F.smooth_l1_loss(current_q, targets)
             losses.append(loss.item())
             self.policy.optimizer.zero_grad()
