@@ -47,7 +47,7 @@ from torch import nn
 
 from rewind.agents.base import Agent
 from rewind.agents.dqn import learning_due, resolve_device
-from rewind.agents.networks import NETWORKS, build_q_network, q_values
+from rewind.agents.networks import NETWORKS, n_discrete_actions, q_values, seeded_q_network
 from rewind.agents.optim import OPTIMIZERS, make_optimizer
 from rewind.buffers.replay import UniformReplay
 from rewind.errors import RewindError
@@ -240,17 +240,11 @@ class DistillAgent(Agent):
 
     def __init__(self, observation_space, action_space, config=None, *, seed=0, frame_stack=1):
         super().__init__(observation_space, action_space, config, seed=seed, frame_stack=frame_stack)
-        import gymnasium as gym
-        if not isinstance(action_space, gym.spaces.Discrete):
-            raise RewindError(f"DistillAgent needs a Discrete action space, got {action_space}")
         cfg = self.config
         cfg.validate()
-        self.n_actions = int(action_space.n)
+        self.n_actions = n_discrete_actions(action_space, "DistillAgent")
         self.device = resolve_device(cfg.device)
-        with torch.random.fork_rng(devices=[]):  # student init depends on the agent seed only
-            torch.manual_seed(seed)
-            self.q = build_q_network(cfg.network, observation_space, self.n_actions, cfg.hidden,
-                                     cfg.width).to(self.device)
+        self.q = seeded_q_network(cfg, observation_space, self.n_actions, seed, self.device)
         self.optimizer = make_optimizer(cfg.optimizer, self.q.parameters(), cfg.lr, cfg.opt_eps, cfg.rmsprop_alpha)
         self.rng = np.random.default_rng(seed)
         self.replay = DistillReplay(cfg.buffer_size, observation_space.shape, observation_space.dtype,

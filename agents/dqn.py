@@ -9,14 +9,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 
-import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from rewind.agents import net2net
 from rewind.agents.base import Agent
-from rewind.agents.networks import NETWORKS, build_q_network, q_values
+from rewind.agents.networks import NETWORKS, n_discrete_actions, q_values, seeded_q_network
 from rewind.agents.optim import OPTIMIZERS, make_optimizer
 from rewind.buffers.replay import UniformReplay
 from rewind.errors import RewindError
@@ -82,14 +81,10 @@ class DQNAgent(Agent):
 
     def __init__(self, observation_space, action_space, config=None, *, seed=0, frame_stack=1):
         super().__init__(observation_space, action_space, config, seed=seed, frame_stack=frame_stack)
-        if not isinstance(action_space, gym.spaces.Discrete):
-            raise RewindError(f"{type(self).__name__} needs a Discrete action space, got {action_space}")
         cfg = self.config
-        self.n_actions = int(action_space.n)
+        self.n_actions = n_discrete_actions(action_space, type(self).__name__)
         self.device = resolve_device(cfg.device)
-        with torch.random.fork_rng(devices=[]):  # network init depends on the agent seed only
-            torch.manual_seed(seed)
-            self.q = build_q_network(cfg.network, observation_space, self.n_actions, cfg.hidden, cfg.width).to(self.device)
+        self.q = seeded_q_network(cfg, observation_space, self.n_actions, seed, self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.optimizer = make_optimizer(cfg.optimizer, self.q.parameters(), cfg.lr, cfg.opt_eps, cfg.rmsprop_alpha)
         self.rng = np.random.default_rng(seed)

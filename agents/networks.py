@@ -78,6 +78,20 @@ def q_values(net: nn.Module, obs, device: torch.device) -> torch.Tensor:
         return net(torch.as_tensor(np.asarray(obs), device=device).unsqueeze(0))[0]
 
 
+def seeded_q_network(cfg, observation_space: gym.Space, n_actions: int, seed: int, device) -> nn.Module:
+    """The Q-network a config asks for (network, hidden, width), its init drawn from `seed` alone."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_q_network(cfg.network, observation_space, n_actions, cfg.hidden, cfg.width).to(device)
+
+
+def n_discrete_actions(action_space: gym.Space, who: str) -> int:
+    """Q-networks need a Discrete action space: its size, or a clear error naming the agent."""
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise RewindError(f"{who} needs a Discrete action space, got {action_space}")
+    return int(action_space.n)
+
+
 NETWORKS = ("auto", "nature", "minatar", "mlp")
 
 
