@@ -10,6 +10,17 @@ __version__ = "0.1.0"
 from rewind.errors import RewindError  # noqa: E402
 
 
+def _register_upper_layer_agents() -> None:
+    # Strings only: nothing is imported until an agent of that name is built.
+    from rewind.agents import register_agent
+
+    register_agent("enas", "rewind.controllers.enas_controller:ENASController")
+    register_agent("distill", "rewind.transfer.distill:DistillAgent")
+
+
+_register_upper_layer_agents()
+
+
 def __getattr__(name):
     # Lazy public API: `import rewind` stays cheap (no torch/ALE import) so the CLI starts fast.
     if name == "make_env":
@@ -18,10 +29,10 @@ def __getattr__(name):
     if name == "make_agent":
         from rewind.agents import make_agent
         return make_agent
-    if name in ("train", "evaluate"):
-        from rewind.agents import loop
+    if name in ("train", "evaluate", "RunConfig"):
+        from rewind.run import loop
         return getattr(loop, name)
     raise AttributeError(f"module 'rewind' has no attribute {name!r}")
 
 
-__all__ = ["RewindError", "make_env", "make_agent", "train", "evaluate", "__version__"]
+__all__ = ["RewindError", "RunConfig", "make_env", "make_agent", "train", "evaluate", "__version__"]

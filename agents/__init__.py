@@ -11,6 +11,9 @@ import importlib
 
 from rewind.errors import RewindError
 
+# Learners defined in this folder. Agents of higher layers (the ENAS controller in controllers/,
+# the distillation student in transfer/) are added by rewind/__init__.py through register_agent,
+# so this registry never names a module above it.
 AGENTS: dict[str, str] = {
     "dqn": "rewind.agents.dqn:DQNAgent",
     "ebu": "rewind.agents.ebu:EBUAgent",
@@ -24,9 +27,12 @@ AGENTS: dict[str, str] = {
     "bootstrap-ts": "rewind.agents.bandit_neural:BootstrapTSAgent",
     "softmax-pg": "rewind.agents.bandit_neural:SoftmaxPGAgent",
     "supervised": "rewind.agents.bandit_neural:SupervisedAgent",
-    "enas": "rewind.controllers.enas_controller:ENASController",
-    "distill": "rewind.agents.distill:DistillAgent",
 }
+
+
+def register_agent(name: str, target: str) -> None:
+    """Make `--agent name` build the class at "module:Class" (imported only when first used)."""
+    AGENTS[name] = target
 
 
 def agent_class(name: str):

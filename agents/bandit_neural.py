@@ -20,7 +20,7 @@ choice was right, so it counts confirmed classes (count[a] += r) and weights the
 whose reward says "a is the class" (r > 0) by w[a]; examples with r = 0 do not reveal the
 class and keep weight 1. (Inverse-propensity counts, r / p(a), were tried and were worse:
 one lucky exploratory hit at p = eps/K makes a rare class look common.) Measured on the
-long-tail digits bandit this does not help the bandit learner (bench/bandit_longtail.py);
+long-tail digits bandit this does not help the bandit learner (bench/studies/bandit_longtail.py);
 it is offered as an option, off by default.
 """
 

@@ -1,7 +1,7 @@
 """The one Agent interface every learner in rewind implements (design.md section 3).
 
 DQN, EBU, the bandit learners, the ENAS controller and the curriculum teachers are
-all Agents, so one run loop (`rewind.agents.loop.train`) drives any of them in any
+all Agents, so one run loop (`rewind.run.loop.train`) drives any of them in any
 gymnasium env and owns seeding, logging, evaluation and checkpoints.
 """
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rewind.agents.checkpoint import atomic_write_text
+from rewind.files import atomic_write_text
 
 
 def run_dir(out: Path, agent: str, env: str, seed: int) -> Path:
@@ -24,7 +24,7 @@ def run_dir(out: Path, agent: str, env: str, seed: int) -> Path:
 
 
 def run_all(args) -> None:
-    from rewind.agents.experiment import finished, resolve, run_or_resume
+    from rewind.run.experiment import finished, resolve, run_or_resume
     from rewind.config import parse_set
 
     for env in args.envs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rewind.agents.checkpoint import atomic_write_text
+from rewind.files import atomic_write_text
 
 
 def write_result(out: str | Path, title: str, module: str, argv: list[str] | None, body: str) -> Path:

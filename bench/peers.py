@@ -15,7 +15,7 @@ not in the hyperparameters:
 - Differences SB3 cannot express, recorded in the run's status.json `notes`: no double-DQN
   (`double: true` is ignored) and Huber delta fixed at 1.
 
-The same evaluation function and protocol as rewind runs (rewind.agents.loop.evaluate), the
+The same evaluation function and protocol as rewind runs (rewind.run.loop.evaluate), the
 same evaluations.json / summary.json, TensorBoard scalars under the same names. `sb3:` in
 the suite entry passes raw keyword arguments last (they win).
 
@@ -37,14 +37,14 @@ import numpy as np
 
 from rewind.errors import RewindError
 
+# suite agent name -> "module:Class" of the SB3-family peer it runs
+PEERS = {"sb3-dqn": "stable_baselines3:DQN", "sb3-qrdqn": "sb3_contrib:QRDQN"}
 MODEL_FILE = "sb3_model.zip"
 BUFFER_FILE = "sb3_replay.pkl"
 STATE_FILE = "sb3_state.json"
 
 
 def peer_class(agent: str):
-    from rewind.bench.suite import PEERS
-
     module, cls = PEERS[agent].split(":")
     try:
         return getattr(importlib.import_module(module), cls)
@@ -172,9 +172,9 @@ def run_peer(spec, exp, logdir: str | Path, resume: bool = False) -> dict:
     from stable_baselines3.common.vec_env import DummyVecEnv
     from torch.utils.tensorboard import SummaryWriter
 
-    from rewind.agents.checkpoint import atomic_write, atomic_write_json, atomic_write_text
-    from rewind.agents.experiment import frames_per_step
-    from rewind.agents.loop import eval_seed, evaluate, seed_everything
+    from rewind.files import atomic_write, atomic_write_json, atomic_write_text
+    from rewind.run.experiment import frames_per_step
+    from rewind.run.loop import eval_seed, evaluate, seed_everything
     from rewind.envs import make_env
 
     logdir = Path(logdir)

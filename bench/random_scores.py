@@ -24,7 +24,7 @@ class _Random:
 
 
 def random_score(env_name: str, episodes: int, max_steps: int, seed: int = 0) -> tuple[float, float]:
-    from rewind.agents.loop import evaluate
+    from rewind.run.loop import evaluate
     from rewind.envs import make_env
 
     env = make_env(env_name, training=False, seed=seed)

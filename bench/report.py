@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rewind.agents.checkpoint import atomic_write_json, atomic_write_text
+from rewind.files import atomic_write_json, atomic_write_text
 from rewind.bench import stats
 from rewind.bench.runner import read_manifest, read_status, run_dir
 from rewind.bench.scores import normalize, reference_for

@@ -60,7 +60,7 @@ def run_state(out: Path, spec) -> str:
 
 def execute_run(spec_dict: dict, out: str) -> dict:
     """Worker entry point (local pool and Ray): run or resume one run, never raise."""
-    from rewind.agents.checkpoint import atomic_write_json
+    from rewind.files import atomic_write_json
     from rewind.bench.suite import RunSpec, resolve_run, run_meta
 
     spec = RunSpec(**spec_dict)
@@ -87,7 +87,7 @@ def execute_run(spec_dict: dict, out: str) -> dict:
             from rewind.bench.peers import run_peer
             summary = run_peer(spec, exp, path, resume=state == "resume")
         else:
-            from rewind.agents.experiment import run_experiment
+            from rewind.run.experiment import run_experiment
             summary = run_experiment(exp, path, resume=state == "resume", progress=False)
         result["state"] = "interrupted" if summary.get("interrupted") else "done"
         last = summary.get("last_eval") or {}
@@ -118,7 +118,7 @@ def _checkpoint_step(path: Path, spec) -> int | None:
         if spec.is_peer:
             from rewind.bench.peers import STATE_FILE
             return int(json.loads((path / STATE_FILE).read_text())["step"])
-        from rewind.agents.checkpoint import load_checkpoint
+        from rewind.run.checkpoint import load_checkpoint
         return int(load_checkpoint(path / "checkpoint.pt")["loop"]["step"])
     except Exception:  # noqa: BLE001 - informational only
         return None
@@ -129,7 +129,7 @@ def _checkpoint_step(path: Path, spec) -> int | None:
 
 def prepare_out(out: Path, suite) -> None:
     """Claim `out` for this suite, or refuse (before any run) if it belongs to another one."""
-    from rewind.agents.checkpoint import atomic_write_json
+    from rewind.files import atomic_write_json
 
     out = Path(out)
     manifest = out / "suite.json"
@@ -178,7 +178,7 @@ def _run_local(todo: list, out: Path, workers: int) -> list[dict]:
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    from rewind.agents.checkpoint import atomic_write_json
+    from rewind.files import atomic_write_json
 
     results, pending = [], list(todo)
     if workers == 1:

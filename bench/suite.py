@@ -26,11 +26,11 @@ from pathlib import Path
 import yaml
 
 from rewind.config import merge, to_dict
+from rewind.bench.peers import PEERS, check_peer
 from rewind.errors import RewindError
 
 SUITE_DIR = Path(__file__).resolve().parent / "suites"
 SUITE_KEYS = {"name", "description", "agents", "envs", "seeds", "config", "resources", "scores", "report"}
-PEERS = {"sb3-dqn": "stable_baselines3:DQN", "sb3-qrdqn": "sb3_contrib:QRDQN"}
 
 
 def suite_names() -> list[str]:
@@ -191,7 +191,7 @@ def build_suite(raw: dict, default_name: str = "suite", validate: bool = True) -
 
 def resolve_run(spec: RunSpec):
     """The Experiment of a run (peers resolve as rewind's dqn, whose settings they translate)."""
-    from rewind.agents.experiment import resolve
+    from rewind.run.experiment import resolve
 
     return resolve("dqn" if spec.is_peer else spec.agent, spec.env, None, spec.overrides, None, spec.seed)
 
@@ -222,7 +222,6 @@ def validate_runs(suite: Suite) -> None:
         try:
             exp = resolve_run(spec)
             if spec.is_peer:
-                from rewind.bench.peers import check_peer
                 check_peer(spec, exp)
         except RewindError as exc:
             raise RewindError(f"suite run {spec.label} on {spec.env}: {exc}") from None

@@ -14,6 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 CNN_ACTIVATIONS = ("relu",)
+MACRO_OPS = ("conv3x3", "conv5x5", "sep3x3", "sep5x5", "avgpool", "maxpool")   # ENAS macro space
+MICRO_OPS = ("sep3x3", "sep5x5", "avgpool", "maxpool", "identity")              # ENAS micro cell
 RNN_ACTIVATIONS = ("tanh", "relu", "identity", "sigmoid")   # ENAS RNN cell functions
 MLP_ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")
 

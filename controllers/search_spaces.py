@@ -25,11 +25,10 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from rewind.controllers.nas_ops import MLP_ACTIVATIONS, RNN_ACTIVATIONS
+from rewind.controllers.nas_ops import MACRO_OPS, MICRO_OPS, MLP_ACTIVATIONS, RNN_ACTIVATIONS
+from rewind.controllers.shared_models import build_network
 from rewind.errors import RewindError
 
-MACRO_OPS = ("conv3x3", "conv5x5", "sep3x3", "sep5x5", "avgpool", "maxpool")
-MICRO_OPS = ("sep3x3", "sep5x5", "avgpool", "maxpool", "identity")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,15 +126,11 @@ class SearchSpace:
 
     def build(self, flat, **overrides):
         """A stand-alone torch module for this architecture (only the chosen ops' weights)."""
-        from rewind.controllers import shared_models
-
-        return shared_models.build_network(self, self.validate(flat), **overrides)
+        return build_network(self, self.validate(flat), **overrides)
 
     def shared_model(self, **overrides):
         """The shared-weight child model over the whole space."""
-        from rewind.controllers import shared_models
-
-        return shared_models.build_network(self, None, **overrides)
+        return build_network(self, None, **overrides)
 
 
 def _name(options, value, where):

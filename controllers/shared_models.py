@@ -17,9 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rewind.controllers.nas_ops import (MLP_ACTIVATIONS, RNN_ACTIVATIONS, FactorizedReduce, activation, bn,
-                                        make_cnn_op)
-from rewind.controllers.search_spaces import MACRO_OPS, MICRO_OPS
+from rewind.controllers.nas_ops import (MACRO_OPS, MICRO_OPS, MLP_ACTIVATIONS, RNN_ACTIVATIONS, FactorizedReduce,
+                                        activation, bn, make_cnn_op)
 from rewind.errors import RewindError
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rewind.bench import cli
+from rewind.cli import bench as cli
 from rewind.bench.suite import build_suite, load_suite
 
 EVAL_KEYS = {"step", "frames", "episodes", "return_mean", "return_std", "returns"}
@@ -85,7 +85,7 @@ def test_killed_suite_resumes_without_redoing_finished_runs(tmp_path):
            "config": {"agent": {"learning_starts": 200},
                       "run": {"steps": 2000, "eval_every": 500, "eval_episodes": 2, "checkpoint_every": 250}}}
     path, out = write_suite(tmp_path, raw), tmp_path / "out"
-    cmd = [sys.executable, "-m", "rewind.bench.cli", "run", str(path), "--out", str(out), "--workers", "1",
+    cmd = [sys.executable, "-m", "rewind.cli.bench", "run", str(path), "--out", str(out), "--workers", "1",
            "--no-report"]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     first, second = out / "runs" / "dqn" / "CartPole-v1" / "s0", out / "runs" / "dqn" / "CartPole-v1" / "s1"

@@ -20,7 +20,7 @@ def test_smoke_suite_on_a_local_ray_cluster(tmp_path, small_smoke):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
         address = ray.get_runtime_context().gcs_address
-        cmd = [sys.executable, "-m", "rewind.bench.cli", "run", str(suite_path), "--out", str(out),
+        cmd = [sys.executable, "-m", "rewind.cli.bench", "run", str(suite_path), "--out", str(out),
                "--ray-address", address, "--reps", "300"]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]

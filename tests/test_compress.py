@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from rewind.agents import huffman, make_agent
-from rewind.agents.compress import (CentroidOptimizer, CompressConfig, coded_layers, compress_agent, compressed_meta,
+from rewind.agents import make_agent
+from rewind.transfer import huffman
+from rewind.transfer.compress import (CentroidOptimizer, CompressConfig, coded_layers, compress_agent, compressed_meta,
                                     gap_symbols, is_compressed, kmeans_1d, positions_from_gaps, prune_masks, quantise,
                                     read_compressed, write_compressed)
-from rewind.agents.experiment import load_for_eval, resolve
+from rewind.run.experiment import resolve
+from rewind.transfer import load_agent
 from rewind.cli import main
 from rewind.envs import make_env
 from rewind.errors import RewindError
@@ -185,7 +187,7 @@ def test_file_decodes_to_exactly_the_quantised_weights_and_acts_the_same(one_tor
     decoded = read_compressed(path)["network"]
     for n, t in agent.q.state_dict().items():
         assert torch.equal(decoded[n], t), n
-    loaded, env, loaded_meta = load_for_eval(path)      # what `rewind eval model.rwz` runs
+    loaded, env, loaded_meta = load_agent(path)      # what `rewind eval model.rwz` runs
     assert loaded_meta["agent"] == "dqn"
     obs = agent.replay.frames[:300]
     with torch.no_grad():
@@ -202,7 +204,7 @@ def test_truncated_or_corrupt_file_is_one_clear_error(one_torch_thread, tmp_path
     for bad in (data[: len(data) // 2], data[:-1], data[:40] + bytes([data[40] ^ 0x10]) + data[41:]):
         path.write_bytes(bad)
         with pytest.raises(RewindError, match="truncated or corrupt"):
-            load_for_eval(path)
+            load_agent(path)
     with pytest.raises(RewindError, match="does not exist"):
         read_compressed(tmp_path / "missing.rwz")
 

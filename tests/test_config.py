@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rewind.agents.dqn import DQNConfig
-from rewind.agents.experiment import resolve
-from rewind.agents.loop import RunConfig
+from rewind.run.experiment import resolve
+from rewind.run.loop import RunConfig
 from rewind.config import from_dict, load_yaml, merge, parse_set, preset_names
 from rewind.envs.atari import AtariConfig
 from rewind.errors import RewindError

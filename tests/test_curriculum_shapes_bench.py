@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from rewind.bench.curriculum_shapes import BatchedMLP, _Stream, next_chunk
+from rewind.bench.studies.curriculum_shapes import BatchedMLP, _Stream, next_chunk
 
 
 def test_schedule_switches_from_basic_to_geom_at_the_switch_position():

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from rewind.agents import make_agent
-from rewind.agents.distill import (DistillReplay, agreement, collect_states, count_parameters, kd_loss,
+from rewind.transfer.distill import (DistillReplay, agreement, collect_states, count_parameters, kd_loss,
                                    load_teacher, policy_distillation_loss, rkd_angle_loss, rkd_distance_loss)
-from rewind.agents.distill_cli import student_width
-from rewind.agents.experiment import load_for_eval, resolve, run_experiment
-from rewind.agents.loop import evaluate
+from rewind.transfer.distill_setup import student_width
+from rewind.run.experiment import load_for_eval, resolve, run_experiment
+from rewind.run.loop import evaluate
 from rewind.agents.networks import build_q_network
 from rewind.cli import main
 from rewind.errors import RewindError

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from rewind.agents.dqn import DQNAgent, DQNConfig
-from rewind.agents.experiment import resolve, run_experiment
-from rewind.agents.loop import evaluate
+from rewind.run.experiment import resolve, run_experiment
+from rewind.run.loop import evaluate
 from rewind.agents.optim import DeepMindRMSprop
 from rewind.config import from_dict
 

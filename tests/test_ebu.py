@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from rewind.agents.checkpoint import load_checkpoint
+from rewind.run.checkpoint import load_checkpoint
 from rewind.agents.dqn import DQNAgent, DQNConfig
 from rewind.agents.ebu import AdaptiveEBUAgent, AdaptiveEBUConfig, EBUAgent, EBUConfig
-from rewind.agents.experiment import resolve, run_experiment
+from rewind.run.experiment import resolve, run_experiment
 from rewind.cli import main as cli_main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -10,8 +10,8 @@ import time
 import pytest
 import torch
 
-from rewind.agents.checkpoint import load_checkpoint, save_checkpoint
-from rewind.agents.experiment import resolve, run_experiment
+from rewind.run.checkpoint import load_checkpoint, save_checkpoint
+from rewind.run.experiment import resolve, run_experiment
 from rewind.cli import main
 from rewind.config import parse_set
 
@@ -173,7 +173,7 @@ def test_a_checkpoint_older_than_a_setting_resumes_only_if_the_setting_has_its_d
 def test_run_or_resume_skips_a_finished_run_and_resumes_an_interrupted_one(tmp_path):
     import json
 
-    from rewind.agents.experiment import finished, run_or_resume
+    from rewind.run.experiment import finished, run_or_resume
 
     logdir = tmp_path / "r"
     assert run_or_resume(experiment(150), logdir, progress=False) and finished(logdir)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from rewind.controllers.enas_controller import ENASControllerConfig
-from rewind.controllers.search import SearchConfig, make_searcher, run_search
-from rewind.controllers.search_cli import main as search_main
+from rewind.run.search import SearchConfig, make_searcher, run_search
+from rewind.cli.search import main as search_main
 from rewind.controllers.search_spaces import load_arch_json, make_space
 from rewind.envs.nas import NASEnv, NASEnvConfig
 from rewind.envs.nas_data import load_cifar10, load_nas_data, load_ptb

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from rewind.agents import make_agent
-from rewind.agents.checkpoint import load_checkpoint
-from rewind.agents.experiment import load_for_eval, resolve, run_experiment
-from rewind.agents.loop import RunConfig, train
+from rewind.run.checkpoint import load_checkpoint
+from rewind.run.experiment import load_for_eval, resolve, run_experiment
+from rewind.run.loop import RunConfig, train
 from rewind.agents.net2net import (count_params, deepen_after, deepen_network, remap_optimizer, widen_enas_macro,
                                    widen_enas_mlp, widen_network, widen_pair)
 from rewind.agents.networks import MLP, MinAtarCNN, NatureCNN

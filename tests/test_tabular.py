@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rewind.agents import make_agent
-from rewind.agents.loop import RunConfig, train
+from rewind.run.loop import RunConfig, train
 from rewind.agents.tabular import TabularEBUAgent, TabularQAgent, TransitionStore
 from rewind.envs import make_env
 from rewind.errors import RewindError

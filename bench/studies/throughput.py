@@ -1,0 +1,127 @@
+"""Training throughput of rewind agents against stable-baselines3 DQN, in one process and one run.
+
+Both learners get the same preprocessed env (rewind.make_env), the same network shape,
+batch size, train frequency, buffer size and a fixed exploration epsilon, and are timed
+only after learning has started. Each is measured `--repeats` times, alternating, and the
+median is reported, so background load hits both alike.
+
+    python -m rewind.bench.studies.throughput --env breakout --update-every 4
+    python -m rewind.bench.studies.throughput --env minatar-breakout --update-every 1 --agents dqn,ebu,sb3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from rewind.agents import make_agent
+from rewind.envs import make_env
+
+
+def _rewind_rate(agent_name, env_name, args) -> float:
+    """agent_name may carry a precision: `dqn:bf16`."""
+    agent_name, _, precision = agent_name.partition(":")
+    env = make_env(env_name, seed=0)
+    cfg = dict(precision=precision or "fp32", buffer_size=args.buffer, learning_starts=args.learning_starts, update_every=args.update_every,
+               batch_size=32, eps_start=args.epsilon, eps_end=args.epsilon, optimizer="adam", lr=1e-4,
+               target_update_every=10_000)
+    agent = make_agent(agent_name, env, cfg, seed=0)
+    obs, _ = env.reset(seed=0)
+    t0, counted = None, 0
+    for step in range(args.learning_starts + args.steps):
+        if step == args.learning_starts:
+            t0 = time.perf_counter()
+        action = agent.act(obs)
+        next_obs, reward, term, trunc, info = env.step(action)
+        agent.observe(obs, action, reward, next_obs, term, trunc, info)
+        agent.update()
+        obs = env.reset()[0] if (term or trunc) else next_obs
+        counted += step >= args.learning_starts
+    return counted / (time.perf_counter() - t0)
+
+
+def _sb3_rate(env_name, args) -> float:
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Clock(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.t0 = None
+
+        def _on_step(self):
+            if self.num_timesteps == args.learning_starts:
+                self.t0 = time.perf_counter()
+            return True
+
+    env = make_env(env_name, seed=0)
+    policy_kwargs = {}
+    policy = "CnnPolicy"
+    if env.observation_space.shape[-1] < 36:  # MinAtar: the same small CNN as rewind's MinAtarCNN
+        policy_kwargs = dict(features_extractor_class=_minatar_extractor(), net_arch=[128])
+    model = DQN(policy, env, buffer_size=args.buffer, learning_starts=args.learning_starts,
+                train_freq=args.update_every, gradient_steps=1, batch_size=32, target_update_interval=10_000,
+                exploration_initial_eps=args.epsilon, exploration_final_eps=args.epsilon, learning_rate=1e-4,
+                policy_kwargs=policy_kwargs, seed=0, verbose=0, device="cpu")
+    clock = Clock()
+    model.learn(total_timesteps=args.learning_starts + args.steps, callback=clock)
+    return args.steps / (time.perf_counter() - clock.t0)
+
+
+def _minatar_extractor():
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+    from torch import nn
+
+    class MinAtarExtractor(BaseFeaturesExtractor):
+        def __init__(self, observation_space):
+            c, h, w = observation_space.shape
+            super().__init__(observation_space, features_dim=16 * (h - 2) * (w - 2))
+            self.net = nn.Sequential(nn.Conv2d(c, 16, 3), nn.ReLU(), nn.Flatten())
+
+        def forward(self, obs):
+            return self.net(obs.float())
+
+    return MinAtarExtractor
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", default="breakout")
+    p.add_argument("--agents", default="dqn,sb3", help="comma list of rewind agent names (NAME:bf16 for bfloat16 "
+                   "autocast) and/or sb3")
+    p.add_argument("--steps", type=int, default=3000, help="timed env steps per measurement (after learning starts)")
+    p.add_argument("--learning-starts", type=int, default=1000)
+    p.add_argument("--update-every", type=int, default=4, help="env steps per gradient update, for all learners")
+    p.add_argument("--buffer", type=int, default=100_000)
+    p.add_argument("--epsilon", type=float, default=0.1, help="fixed exploration epsilon for all learners")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    names = args.agents.split(",")
+    rates: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(args.repeats):
+        for name in names:
+            rate = _sb3_rate(args.env, args) if name == "sb3" else _rewind_rate(name, args.env, args)
+            rates[name].append(rate)
+            print(f"repeat {r}: {name:6s} {rate:8.1f} steps/s", flush=True)
+    med = {n: statistics.median(v) for n, v in rates.items()}
+    ref = med.get("sb3")
+    print(f"\n{args.env}, update every {args.update_every}, batch 32, eps {args.epsilon}, "
+          f"{args.steps} timed steps x {args.repeats}, torch threads {args.threads}")
+    print("| learner | steps/s (median) | vs sb3 |\n|---|---|---|")
+    for n in names:
+        ratio = f"{med[n] / ref:.2f}x" if ref else "-"
+        print(f"| {n} | {med[n]:.1f} | {ratio} |")
+    if args.out:
+        from rewind.files import atomic_write_json
+        atomic_write_json(args.out, {"args": vars(args), "rates": rates, "median": med})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

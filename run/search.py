@@ -1,0 +1,269 @@
+"""An architecture search run: search, derive, retrain from scratch, test; ENAS or random search.
+
+Both strategies run the *same* loop over the *same* shared-weight model and env (so the same
+compute): phases of shared-weight training then ``controller_steps`` scored architectures.
+ENAS samples from the controller and learns from the rewards; random search samples uniformly
+and ignores them (random search with weight sharing, Li & Talwalkar 2019, the honest
+baseline). Derive: ``derive_samples`` architectures from the final policy (uniform for random
+search) scored on one fixed validation minibatch; the best is retrained from scratch and
+tested. The run checkpoints atomically at every phase boundary and resumes from there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from rewind.agents.base import Agent
+from rewind.files import atomic_write_json, atomic_write_text
+from rewind.run.checkpoint import load_checkpoint, save_checkpoint
+from rewind.run.loop import rng_states, seed_everything, set_rng_states
+from rewind.run.runlog import RunLogger
+from rewind.controllers.enas_controller import ENASController, ENASControllerConfig
+from rewind.controllers.search_spaces import SearchSpace
+from rewind.envs.nas import Batches, NASEnv, NASEnvConfig, evaluate_split
+from rewind.envs.nas_data import TextData
+from rewind.errors import RewindError
+
+STRATEGIES = ("enas", "random")
+
+
+@dataclasses.dataclass
+class SearchConfig:
+    time_budget: float = 0.0        # seconds of search (equal wall-clock comparisons); 0 = env.phases only
+    derive_samples: int = 100       # architectures scored in the derive step (paper: e.g. 100)
+    retrain_epochs: int = 30
+    retrain_lr: float = 0.05
+    retrain_lr_min: float = 0.0
+    retrain_batch: int = 128
+    retrain_weight_decay: float = 1e-4
+    retrain_grad_clip: float = 5.0
+    retrain_channels: int = 0       # CNN spaces: channels of the retrained net (0 = as searched)
+    log_arch_every: int = 0         # rewards between sampled-architecture TensorBoard texts (0 = per phase)
+
+    def validate(self):
+        if self.time_budget < 0:
+            raise RewindError("search.time_budget must be >= 0 seconds (0 = no time limit)")
+        if self.derive_samples < 1:
+            raise RewindError("search.derive_samples must be >= 1")
+        if self.retrain_epochs < 0 or self.retrain_batch < 1 or self.retrain_lr <= 0:
+            raise RewindError("search.retrain_epochs >= 0, search.retrain_batch >= 1 and search.retrain_lr > 0")
+
+
+class RandomSearchAgent(Agent):
+    """Uniform architectures; learns nothing (the random-search-with-weight-sharing baseline)."""
+
+    def __init__(self, observation_space, action_space, config=None, *, seed=0, frame_stack=1):
+        super().__init__(observation_space, action_space, config, seed=seed, frame_stack=frame_stack)
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, obs=None, explore=True):
+        return (self.rng.random(self.action_space.nvec.size) * self.action_space.nvec).astype(np.int64)
+
+    def sample(self, n: int) -> np.ndarray:
+        return np.stack([self.act() for _ in range(n)])
+
+    def observe(self, *args, **kwargs):
+        pass
+
+    def update(self):
+        return {}
+
+    def state_dict(self):
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state):
+        self.rng.bit_generator.state = state["rng"]
+
+
+def make_searcher(space: SearchSpace, data, strategy: str, agent_cfg: ENASControllerConfig | None,
+                  env_cfg: NASEnvConfig, seed: int):
+    """(env, agent) wired together: the env trains the shared weights on the agent's samples."""
+    if strategy not in STRATEGIES:
+        raise RewindError(f"unknown search strategy {strategy!r}; choose from: {', '.join(STRATEGIES)}")
+    seed_everything(seed)
+    model = space.shared_model(**data.model_kwargs())
+    aspace = space.action_space(seed=seed)
+    env = NASEnv(data, model, aspace, None, env_cfg, seed=seed)
+    cls = ENASController if strategy == "enas" else RandomSearchAgent
+    agent = cls(env.observation_space, aspace, agent_cfg if strategy == "enas" else None, seed=seed)
+    env.set_sampler(agent.sample)     # n architectures at once: one per shared-weight minibatch
+    return env, agent
+
+
+def fixed_valid_batch(env: NASEnv, seed: int):
+    """One validation minibatch, the same for every candidate of the derive step."""
+    b = Batches(env.data, "valid", env.cfg.eval_batch_size, env.cfg.bptt, seed + 12345, env.device)
+    return b.next()
+
+
+def derive(env: NASEnv, agent, n: int, seed: int) -> dict:
+    """Sample n architectures, score each on one fixed validation minibatch, keep the best."""
+    batch = fixed_valid_batch(env, seed)
+    cands = agent.sample(n)
+    scores = np.array([env.score(a, batch) for a in cands])
+    best = int(np.argmax(scores))
+    return {"arch": cands[best], "score": float(scores[best]), "scores": scores, "candidates": cands}
+
+
+def retrain(space: SearchSpace, arch, data, cfg: SearchConfig, seed: int, device="cpu", bptt: int = 35,
+            progress: bool = False) -> dict:
+    """Train the stand-alone network of `arch` from scratch; validation and test scores at the end."""
+    seed_everything(seed)
+    kwargs = dict(data.model_kwargs())
+    if cfg.retrain_channels and space.name in ("macro", "micro"):
+        kwargs["channels"] = cfg.retrain_channels
+    model = space.build(arch, **kwargs).to(device)
+    text = isinstance(data, TextData)
+    batches = Batches(data, "train", cfg.retrain_batch, bptt, seed, device)
+    steps = cfg.retrain_epochs * len(batches)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.retrain_lr, momentum=0.9, nesterov=True,
+                          weight_decay=cfg.retrain_weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=cfg.retrain_lr_min)
+    t0 = time.perf_counter()
+    model.train()
+    it = range(steps)
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, desc="retrain", unit="batch", dynamic_ncols=True)
+    for _ in it:
+        x, y = batches.next()
+        out = model(x)
+        loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.retrain_grad_clip)
+        opt.step()
+        sched.step()
+    valid = evaluate_split(model, data, "valid", bptt=bptt)
+    test = evaluate_split(model, data, "test", bptt=bptt)
+    key = "perplexity" if text else "accuracy"
+    return {f"valid_{key}": valid[key], f"test_{key}": test[key], "retrain_seconds": time.perf_counter() - t0,
+            "params": sum(p.numel() for p in model.parameters())}
+
+
+def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: ENASControllerConfig | None = None,
+               env_cfg: NASEnvConfig | None = None, search_cfg: SearchConfig | None = None, seed: int = 0,
+               logdir: str | Path | None = None, resume: bool = False, progress: bool = False,
+               do_retrain: bool = True, stop_after: int | None = None) -> dict | None:
+    """Search, derive, retrain and test; writes arch.json / arch.txt / arch.png / result.json to logdir.
+
+    stop_after: leave after this many rewards of this process at the next phase boundary,
+    with a checkpoint, and return None (a pre-emptible job; resume=True continues it).
+    """
+    env_cfg = env_cfg or NASEnvConfig()
+    search_cfg = search_cfg or SearchConfig()
+    agent_cfg = agent_cfg or ENASControllerConfig()
+    for c in (env_cfg, search_cfg, agent_cfg):
+        c.validate()
+    env, agent = make_searcher(space, data, strategy, agent_cfg, env_cfg, seed)
+    total = env_cfg.phases * env_cfg.controller_steps
+    logdir = Path(logdir) if logdir is not None else None
+    ckpt = logdir / "checkpoint.pt" if logdir is not None else None
+    step, elapsed, history = 0, 0.0, []
+    if resume:
+        if ckpt is None or not ckpt.exists():
+            raise RewindError(f"nothing to resume in {logdir}: no checkpoint.pt (start without --resume)")
+        state = load_checkpoint(ckpt)
+        meta = state["meta"]
+        if (meta["space"], meta["params"], meta["strategy"], meta["seed"]) != (
+                space.name, space.params(), strategy, seed):
+            raise RewindError(f"{ckpt} was written by a different search ({meta['space']} {meta['params']}, "
+                              f"{meta['strategy']}, seed {meta['seed']}); use another --logdir")
+        env.load_state_dict(state["env"])
+        agent.load_state_dict(state["agent"])
+        step, elapsed, history = state["step"], state["elapsed"], state["history"]
+        set_rng_states(state["rng"])
+
+    def checkpoint(done: bool):
+        if ckpt is None:
+            return
+        save_checkpoint(ckpt, {
+            "meta": {"space": space.name, "params": space.params(), "strategy": strategy, "seed": seed},
+            "env": env.state_dict(), "agent": agent.state_dict(), "step": step, "elapsed": elapsed,
+            "history": history, "done": done,
+            "rng": rng_states()})
+
+    log = RunLogger(logdir, total, step, progress, unit="arch", desc="search")
+    log_every = search_cfg.log_arch_every or env_cfg.controller_steps
+    done = bool(history) and history[-1].get("done", False)
+    t_start, start_step = time.perf_counter() - elapsed, step
+    if search_cfg.time_budget > 0:   # the cosine schedule follows whichever budget runs out first
+        env.progress = lambda: (time.perf_counter() - t_start) / search_cfg.time_budget
+    try:
+        while step < total and not done:
+            obs, _ = env.reset()
+            action = agent.act(obs)
+            _, reward, term, trunc, info = env.step(action)
+            agent.observe(obs, action, reward, obs, term, trunc, info)
+            metrics = agent.update()
+            step += 1
+            log.scalars("search", {"reward": reward}, step)
+            if metrics:
+                log.scalars("controller", metrics, step)
+            if "child" in info:
+                log.scalars("child", {k: v for k, v in info["child"].items() if k != "phase"}, step)
+            if step % log_every == 0:
+                log.text("arch/sampled", space.describe(action), step)
+            if log.bar is not None:
+                log.bar.update(1)
+                if metrics:
+                    log.bar.set_postfix(reward=f"{metrics['reward']:.3f}", baseline=f"{metrics['baseline']:.3f}",
+                                        entropy=f"{metrics['entropy']:.2f}")
+            elapsed = time.perf_counter() - t_start
+            out_of_time = search_cfg.time_budget > 0 and elapsed >= search_cfg.time_budget
+            if step % env_cfg.controller_steps == 0 or out_of_time or step == total:
+                history.append({"step": step, "phase": env.phase, "elapsed": elapsed,
+                                "reward_mean_last": float(reward), **(metrics or {}),
+                                "done": bool(out_of_time or step == total)})
+                done = history[-1]["done"]
+                checkpoint(done)
+                if stop_after is not None and step - start_step >= stop_after and not done:
+                    return None
+    finally:
+        log.close()
+    search_seconds = elapsed
+    t0 = time.perf_counter()
+    der = derive(env, agent, search_cfg.derive_samples, seed)
+    derive_seconds = time.perf_counter() - t0
+    arch = der["arch"]
+    result = {"space": space.name, "space_params": space.params(), "data": data.name, "strategy": strategy,
+              "seed": seed, "rewards": step, "phases": env.phase, "search_seconds": search_seconds,
+              "derive_seconds": derive_seconds, "derive_best_score": der["score"],
+              "derive_mean_score": float(der["scores"].mean()), "arch": space.to_json(arch)}
+    if isinstance(agent, ENASController):
+        with torch.no_grad():
+            result["controller_entropy"] = float(agent.policy.run(64, generator=agent.generator)[2].mean())
+    if logdir is not None:
+        from rewind.controllers.nas_draw import draw_png
+
+        atomic_write_json(logdir / "arch.json", space.to_json(arch))
+        atomic_write_text(logdir / "arch.txt", space.describe(arch) + "\n")
+        draw_png(space, arch, logdir / "arch.png")
+    if do_retrain:
+        result.update(retrain(space, arch, data, search_cfg, seed, env.device, env_cfg.bptt, progress))
+    if logdir is not None:
+        atomic_write_json(logdir / "result.json", result)
+    return result
+
+
+def shared_vs_standalone(env: NASEnv, space: SearchSpace, data, n: int, search_cfg: SearchConfig, seed: int) -> dict:
+    """Kendall tau between shared-weight validation scores and stand-alone retrained test scores of n uniform archs."""
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(seed + 999)
+    archs = [space.random(rng) for _ in range(n)]
+    shared = [evaluate_split(env.model, data, "valid", a, bptt=env.cfg.bptt)["score"] for a in archs]
+    alone = []
+    for i, a in enumerate(archs):
+        r = retrain(space, a, data, search_cfg, seed + i, env.device, env.cfg.bptt)
+        alone.append(r["test_accuracy"] if "test_accuracy" in r else -r["test_perplexity"])   # higher is better
+    tau, p = kendalltau(shared, alone)
+    return {"tau": float(tau), "p_value": float(p), "shared": shared, "standalone": alone,
+            "archs": [space.to_json(a)["arch"] for a in archs]}
