@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from rewind.agents import net2net
 from rewind.agents.base import Agent
+from rewind.agents.device import check_precision, resolve_device
 from rewind.agents.networks import NETWORKS, n_discrete_actions, q_values, seeded_q_network
 from rewind.agents.optim import OPTIMIZERS, make_optimizer
 from rewind.buffers.replay import UniformReplay
@@ -40,13 +41,20 @@ class DQNConfig:
     double: bool = False             # double-DQN targets
     n_step: int = 1                  # n-step returns (1 = Nature DQN); stop at episode ends; EBU refuses it
     huber_delta: float = 1.0
-    max_grad_norm: float = 0.0       # 0 disables gradient clipping
+    loss_reduction: str = "mean"     # mean | sum over the minibatch. sum: DeepMind DQN and the EBU authors'
+                                     # code (BATCH_ACCUMULATOR = 'sum'), whose RMSProp eps 0.01 sits inside
+                                     # the square root, so the step size depends on it; mean: SB3, CleanRL
+    max_grad_norm: float = 0.0       # 0 disables gradient clipping (deep_q_rl lineage: only the Huber clip)
     eps_start: float = 1.0
     eps_end: float = 0.1
-    eps_decay_steps: int = 100_000   # linear decay over this many env steps from step 0
+    eps_decay_steps: int = 100_000   # linear decay over this many env steps
+    eps_decay_after_warmup: bool = False  # start the decay at learning_starts (EBU authors' and deep_q_rl's
+                                     # code) instead of at step 0 (SB3, CleanRL, Dopamine)
     device: str = "auto"             # auto | cpu | cuda
     precision: str = "fp32"          # fp32 | bf16: autocast the learner's forward passes to bfloat16
-                                     # (~25% faster updates on CPUs with AVX512-BF16/AMX; loss stays fp32)
+                                     # (~25% faster updates on CPUs with AVX512-BF16/AMX; loss stays fp32).
+                                     # Refused where bf16 is not native (emulated bf16 is ~6x slower).
+    compile: bool = False            # torch.compile the Q-network (opt-in; pays off on GPUs, see docs)
 
     def validate(self):
         if self.network not in NETWORKS:
@@ -58,6 +66,10 @@ class DQNConfig:
                 raise RewindError(f"agent.{name} must be >= 1")
         if self.precision not in ("fp32", "bf16"):
             raise RewindError(f"agent.precision must be fp32 or bf16, got {self.precision!r}")
+        if self.loss_reduction not in ("mean", "sum"):
+            raise RewindError(f"agent.loss_reduction must be mean or sum, got {self.loss_reduction!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise RewindError(f"agent.device must be auto, cpu or cuda[:N], got {self.device!r}")
         if not 0 <= self.gamma <= 1:
             raise RewindError("agent.gamma must be in [0, 1]")
 
@@ -65,15 +77,6 @@ class DQNConfig:
 def learning_due(steps: int, cfg) -> bool:
     """A learning phase runs every `update_every` env steps once `learning_starts` steps are in."""
     return steps >= cfg.learning_starts and steps % cfg.update_every == 0
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise RewindError(f"unknown device {name!r}; use auto, cpu or cuda") from None
 
 
 class DQNAgent(Agent):
@@ -84,9 +87,11 @@ class DQNAgent(Agent):
         cfg = self.config
         self.n_actions = n_discrete_actions(action_space, type(self).__name__)
         self.device = resolve_device(cfg.device)
+        check_precision(cfg.precision, self.device)
         self.q = seeded_q_network(cfg, observation_space, self.n_actions, seed, self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.optimizer = make_optimizer(cfg.optimizer, self.q.parameters(), cfg.lr, cfg.opt_eps, cfg.rmsprop_alpha)
+        self._compiled = torch.compile(self.q) if cfg.compile else None   # shares self.q's parameters
         self.rng = np.random.default_rng(seed)
         self.replay = self.make_replay()
         self.steps = 0    # env steps observed
@@ -100,7 +105,8 @@ class DQNAgent(Agent):
     # ------------------------------------------------------------------ acting
     def epsilon(self) -> float:
         cfg = self.config
-        frac = min(1.0, self.steps / max(1, cfg.eps_decay_steps))
+        done = self.steps - cfg.learning_starts if cfg.eps_decay_after_warmup else self.steps
+        frac = min(1.0, max(0, done) / max(1, cfg.eps_decay_steps))
         return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
 
     def greedy_action(self, obs) -> int:
@@ -166,16 +172,18 @@ class DQNAgent(Agent):
     def gradient_step(self, obs, actions, targets, net=None, optimizer=None) -> dict[str, float]:
         """Huber loss between Q(s, a) and fixed targets; one optimizer step (of self.q, or `net`)."""
         net, optimizer = net or self.q, optimizer or self.optimizer
+        forward = self._compiled if (net is self.q and self._compiled is not None) else net
         with self.autocast():
-            q_all = net(obs).float()
+            q_all = forward(obs).float()
         q = q_all.gather(1, actions.view(-1, 1)).squeeze(1)
-        loss = F.huber_loss(q, targets, delta=self.config.huber_delta)
+        loss = F.huber_loss(q, targets, delta=self.config.huber_delta, reduction=self.config.loss_reduction)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(net.parameters(), self.config.max_grad_norm)
         optimizer.step()
-        return {"loss": loss.item(), "q_mean": q.detach().mean().item()}
+        per_sample = loss.item() / (len(q) if self.config.loss_reduction == "sum" else 1)
+        return {"loss": per_sample, "q_mean": q.detach().mean().item()}   # loss logged per sample either way
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -243,3 +251,5 @@ class DQNAgent(Agent):
         net2net.grow_network(self.q_target, widen, deepen, np.random.default_rng(seed), noise)
         self.replace_optimizers(grown)
         self.growth.append([kind, amount, noise])
+        if self._compiled is not None:   # new shapes: compile the grown network afresh
+            self._compiled = torch.compile(self.q)

@@ -43,6 +43,11 @@ class EBUConfig(DQNConfig):
     target_chunk: int = 256          # next states per target-network pass (1024 thrashes the CPU cache: +40%)
     refill_min: int = 256            # queue episodes until this many transitions, one target pass for all
                                      # (0: one episode at a time, as the authors' code)
+    exclude_oldest: int = 0          # never sample the oldest / newest this many stored episodes
+    exclude_newest: int = 0          # (authors' ale_data_set.random_episode: 5 and 3)
+    skip_first: int = 0              # train on an episode without its first this many transitions (authors: 3,
+                                     # so no 4-frame state reaches before the episode; rewind's replay pads
+                                     # stacks with the first frame instead, so 0 loses nothing)
 
     def validate(self):
         super().validate()
@@ -50,6 +55,12 @@ class EBUConfig(DQNConfig):
             raise RewindError(f"agent.beta must be in [0, 1], got {self.beta}")
         if self.target_chunk < 1 or self.refill_min < 0:
             raise RewindError("agent.target_chunk must be >= 1 and agent.refill_min >= 0")
+        for name in ("exclude_oldest", "exclude_newest", "skip_first"):
+            if getattr(self, name) < 0:
+                raise RewindError(f"agent.{name} must be >= 0, got {getattr(self, name)}")
+        if self.double:
+            raise RewindError("agent.double does not apply to EBU (its targets come from the backward sweep over "
+                              "the target network's Q table); leave it false")
         if self.n_step != 1:
             raise RewindError("agent.n_step does not apply to EBU (its targets come from the backward sweep); "
                               "leave it at 1")
@@ -115,7 +126,9 @@ class EBUAgent(DQNAgent):
         goal = max(need, self.config.refill_min) - len(self._queue_idx)
         episodes, queued = [], 0
         while queued < goal:
-            episodes.append(self.replay.sample_episode(self.rng))
+            cfg = self.config
+            episodes.append(self.replay.sample_episode(self.rng, cfg.exclude_oldest, cfg.exclude_newest,
+                                                       cfg.skip_first))
             queued += len(episodes[-1])
         p, y = self.episode_targets(episodes)
         # training order: every episode from its terminal backward (episodes were sampled i.i.d.)
@@ -166,6 +179,9 @@ class AdaptiveEBUConfig(EBUConfig):
         super().validate()
         if not self.betas or any(not 0.0 <= b <= 1.0 for b in self.betas):
             raise RewindError(f"agent.betas must be a non-empty list of values in [0, 1], got {list(self.betas)}")
+        if self.beta != EBUConfig.beta:   # the presets shared with `ebu` set the default, which is harmless
+            raise RewindError(f"agent.beta={self.beta} does not apply to ebu-adaptive: it learns with every value "
+                              f"of agent.betas ({list(self.betas)}); set agent.betas instead")
 
 
 class AdaptiveEBUAgent(EBUAgent):
@@ -181,6 +197,7 @@ class AdaptiveEBUAgent(EBUAgent):
             make_optimizer(cfg.optimizer, q.parameters(), cfg.lr, cfg.opt_eps, cfg.rmsprop_alpha)
             for q in self.learners[1:]]
         self.actor = 0                                     # learner used by the actor this episode
+        self.last_best = 0                                 # learner chosen at the last sync: evaluation acts with it
         self._ep_return = 0.0
         self._returns = [[] for _ in range(self.n_learners)]  # episode returns since the last sync
 
@@ -194,8 +211,16 @@ class AdaptiveEBUAgent(EBUAgent):
         self.optimizers[:] = optimizers
         self.optimizer = optimizers[0]
 
-    def greedy_action(self, obs) -> int:
-        return int(q_values(self.learners[self.actor], obs, self.device).argmax())
+    def greedy_action(self, obs, learner: int | None = None) -> int:
+        k = self.actor if learner is None else learner
+        return int(q_values(self.learners[k], obs, self.device).argmax())
+
+    def act(self, obs, explore: bool = True):
+        """Exploring: the learner whose turn this episode is. Greedy (evaluation): the learner chosen best
+        at the last synchronisation (learner 0 before the first), which all learners then copied."""
+        if explore:
+            return super().act(obs, explore=True)
+        return self.greedy_action(obs, learner=self.last_best)
 
     def observe(self, obs, action, reward, next_obs, terminated, truncated, info) -> None:
         super().observe(obs, action, reward, next_obs, terminated, truncated, info)
@@ -237,7 +262,8 @@ class AdaptiveEBUAgent(EBUAgent):
         out = super().state_dict()
         out.update(learners=[q.state_dict() for q in self.learners],
                    optimizers=[o.state_dict() for o in self.optimizers],
-                   actor=self.actor, ep_return=self._ep_return, returns=[list(r) for r in self._returns])
+                   actor=self.actor, ep_return=self._ep_return, returns=[list(r) for r in self._returns],
+                   last_best=self.last_best)
         return out
 
     def load_state_dict(self, state: dict) -> None:
@@ -248,3 +274,4 @@ class AdaptiveEBUAgent(EBUAgent):
             o.load_state_dict(s)
         self.actor, self._ep_return = int(state["actor"]), float(state["ep_return"])
         self._returns = [list(r) for r in state["returns"]]
+        self.last_best = int(state.get("last_best", 0))   # checkpoints before this key: learner 0

@@ -44,13 +44,25 @@ class EpisodicReplayBuffer(ReplayStorage):
         self._drop_overwritten()
         return self._ep_tail - self._ep_head
 
-    def sample_episode(self, rng: np.random.Generator) -> np.ndarray:
-        """Absolute indexes of the transitions of one uniformly chosen complete episode, in time order."""
+    def sample_episode(self, rng: np.random.Generator, exclude_oldest: int = 0, exclude_newest: int = 0,
+                       skip_first: int = 0) -> np.ndarray:
+        """Absolute indexes of the transitions of one uniformly chosen complete episode, in time order.
+
+        exclude_oldest/exclude_newest leave out that many of the oldest/newest stored episodes, and
+        skip_first drops an episode's first transitions, resampling episodes too short to keep any (the
+        EBU authors' random_episode: 5, 3 and 3). While fewer episodes than the exclusions are stored,
+        every stored episode is eligible.
+        """
         n = self.num_episodes
         if n == 0:
             raise RewindError("episodic replay holds no complete episode yet; raise learning_starts")
-        j = (self._ep_head + int(rng.integers(n))) % len(self._ep_first)
-        return np.arange(self._ep_first[j], self._ep_last[j] + 1, dtype=np.int64)
+        lo, hi = (exclude_oldest, n - exclude_newest) if n > exclude_oldest + exclude_newest else (0, n)
+        for _ in range(100):
+            j = (self._ep_head + int(rng.integers(lo, hi))) % len(self._ep_first)
+            first, last = self._ep_first[j], self._ep_last[j]
+            if last - first >= skip_first:
+                return np.arange(first + skip_first, last + 1, dtype=np.int64)
+        return np.arange(first, last + 1, dtype=np.int64)   # only very short episodes stored: keep this one
 
     def episode(self, p: np.ndarray) -> dict[str, np.ndarray]:
         """Contiguous arrays of one episode's transitions (from sample_episode)."""

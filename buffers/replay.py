@@ -20,6 +20,14 @@ import torch
 from rewind.errors import RewindError
 
 
+def to_device(array: np.ndarray, device) -> torch.Tensor:
+    """A gathered minibatch as a tensor on `device`; for CUDA through pinned memory, copied asynchronously."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if torch.device(device).type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 class ReplayStorage:
     """Circular transition storage shared by the uniform and the episodic buffers."""
 
@@ -144,8 +152,8 @@ class ReplayStorage:
     def obs_actions(self, p: np.ndarray, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """(s_t, a_t) at absolute indexes p: all a learner with precomputed targets needs."""
         p = np.asarray(p, dtype=np.int64)
-        return (torch.from_numpy(self.states(p)).to(device),
-                torch.from_numpy(self.actions[p % self.capacity].astype(np.int64)).to(device))
+        return (to_device(self.states(p), device),
+                to_device(self.actions[p % self.capacity].astype(np.int64), device))
 
     def batch(self, p: np.ndarray, device="cpu") -> dict[str, torch.Tensor]:
         """Transitions at absolute indexes p as torch tensors (obs stay in their stored dtype).
@@ -158,17 +166,17 @@ class ReplayStorage:
         if self.frame_stack > 1:
             offsets = np.arange(-(self.frame_stack - 1), 2)
             rows = np.maximum(p[:, None] + offsets[None, :], self.start[i][:, None]) % self.capacity
-            frames = torch.from_numpy(self.frames[rows]).to(device)
+            frames = to_device(self.frames[rows], device)
             obs, next_obs = frames[:, :-1], frames[:, 1:]
         else:
-            obs = torch.from_numpy(self.frames[i]).to(device)
-            next_obs = torch.from_numpy(self.frames[(p + 1) % self.capacity]).to(device)
+            obs = to_device(self.frames[i], device)
+            next_obs = to_device(self.frames[(p + 1) % self.capacity], device)
         return {
             "obs": obs,
-            "actions": torch.from_numpy(self.actions[i].astype(np.int64)).to(device),
-            "rewards": torch.from_numpy(self.rewards[i]).to(device),
+            "actions": to_device(self.actions[i].astype(np.int64), device),
+            "rewards": to_device(self.rewards[i], device),
             "next_obs": next_obs,
-            "terminated": torch.from_numpy(self.terminated[i]).to(device),
+            "terminated": to_device(self.terminated[i], device),
         }
 
     def nbytes(self) -> int:
@@ -232,10 +240,10 @@ class UniformReplay(ReplayStorage):
         return {
             "obs": obs,
             "actions": actions,
-            "rewards": torch.from_numpy(ret.astype(np.float32)).to(device),
-            "next_obs": torch.from_numpy(self.next_states(last)).to(device),
-            "terminated": torch.from_numpy(self.terminated[last % self.capacity]).to(device),
-            "discounts": torch.from_numpy((gamma ** m.astype(np.float64)).astype(np.float32)).to(device),
+            "rewards": to_device(ret.astype(np.float32), device),
+            "next_obs": to_device(self.next_states(last), device),
+            "terminated": to_device(self.terminated[last % self.capacity], device),
+            "discounts": to_device((gamma ** m.astype(np.float64)).astype(np.float32), device),
         }
 
     def sample_indices(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:

@@ -22,6 +22,8 @@ from rewind.errors import RewindError
 @dataclasses.dataclass
 class AtariConfig:
     noop_max: int = 30               # up to this many no-ops at reset (0 disables)
+    noop_in_training: bool = True    # no-op starts on training resets too (SB3, Dopamine); False: evaluation
+                                     # only, as the EBU authors' ale_experiment._init_episode (`and testing`)
     frame_skip: int = 4              # agent step = this many frames, max over the last 2
     screen_size: int = 84
     grayscale: bool = True
@@ -112,7 +114,8 @@ def make_atari(game: str, config: AtariConfig | None = None, *, training: bool =
     env = gym.make(env_id, frameskip=1, repeat_action_probability=cfg.sticky_action_prob,
                    full_action_space=cfg.full_action_space, max_num_frames_per_episode=cfg.max_episode_frames,
                    render_mode=render_mode)
-    env = gym.wrappers.AtariPreprocessing(env, noop_max=cfg.noop_max, frame_skip=cfg.frame_skip,
+    noop_max = cfg.noop_max if (cfg.noop_in_training or not training) else 0
+    env = gym.wrappers.AtariPreprocessing(env, noop_max=noop_max, frame_skip=cfg.frame_skip,
                                           screen_size=cfg.screen_size, grayscale_obs=cfg.grayscale)
     env = gym.wrappers.RecordEpisodeStatistics(env)
     if training and cfg.terminal_on_life_loss:

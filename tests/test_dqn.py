@@ -154,8 +154,13 @@ def test_bf16_precision_autocasts_the_learner_but_stays_close_to_fp32():
     import numpy as np
     import torch
 
+    import pytest
+
+    from rewind.agents.device import native_bf16
     from rewind.agents.dqn import DQNAgent, DQNConfig
 
+    if not native_bf16(torch.device("cpu")):
+        pytest.skip("this CPU has no native bf16: rewind refuses precision=bf16 here")
     space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     agents = [DQNAgent(space, gym.spaces.Discrete(6), DQNConfig(network="nature", buffer_size=100, precision=p), seed=3)
               for p in ("fp32", "bf16")]
@@ -166,3 +171,23 @@ def test_bf16_precision_autocasts_the_learner_but_stays_close_to_fp32():
     assert y16.dtype == torch.float32
     assert not torch.equal(y32, y16)
     assert torch.allclose(y32, y16, atol=0.05, rtol=0.02)
+
+
+def test_bf16_is_refused_with_one_line_where_the_cpu_would_emulate_it():
+    import gymnasium as gym
+    import numpy as np
+    import pytest
+    import torch
+
+    from rewind.agents.device import native_bf16
+    from rewind.agents.dqn import DQNAgent, DQNConfig
+    from rewind.errors import RewindError
+
+    cpu = torch.device("cpu")
+    assert native_bf16(cpu, {"avx2", "avx512f", "avx512_bf16"}) or native_bf16(cpu, {"bf16"})
+    assert not native_bf16(cpu, {"avx2", "avx512f", "avx512bw"})   # AVX-512 without BF16: emulated
+    if native_bf16(cpu):
+        pytest.skip("this CPU has native bf16")
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    with pytest.raises(RewindError, match="precision=bf16.*fp32"):
+        DQNAgent(space, gym.spaces.Discrete(6), DQNConfig(network="nature", buffer_size=100, precision="bf16"))

@@ -46,7 +46,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rewind.agents.base import Agent
-from rewind.agents.dqn import learning_due, resolve_device
+from rewind.agents.device import resolve_device
+from rewind.agents.dqn import learning_due
 from rewind.agents.networks import NETWORKS, n_discrete_actions, q_values, seeded_q_network
 from rewind.agents.optim import OPTIMIZERS, make_optimizer
 from rewind.buffers.replay import UniformReplay
