@@ -64,3 +64,16 @@ class Agent(abc.ABC):
     def live_metrics(self) -> dict[str, float]:
         """Scalars that describe the agent now (e.g. epsilon); the loop logs them at episode ends and log intervals."""
         return {}
+
+    # ------------------------------------------------------------------ vector envs (run.num_envs > 1)
+    def act_batch(self, obs, explore: bool = True):
+        """Actions for a batch of observations, one per env. Agents that can should answer with one
+        forward pass; this default asks ``act`` once per env."""
+        import numpy as np
+
+        return np.array([self.act(o, explore) for o in obs])
+
+    def observe_batch(self, obs, actions, rewards, next_obs, terminated, truncated, infos: list[dict]) -> None:
+        """Record one step of every env (``next_obs`` holds the final observation where an episode
+        ended). Agents with a replay override this to keep each env's episodes contiguous."""
+        raise NotImplementedError(f"{type(self).__name__} does not support run.num_envs > 1; use run.num_envs=1")

@@ -79,6 +79,14 @@ def learning_due(steps: int, cfg) -> bool:
     return steps >= cfg.learning_starts and steps % cfg.update_every == 0
 
 
+def learning_phases(before: int, now: int, cfg) -> int:
+    """Learning phases due for env steps before+1 .. now: the multiples of `update_every` in that range
+    from `learning_starts` on. One step at a time this is learning_due(now); with N vector envs the
+    step count jumps by N, and update_every keeps counting env steps over all envs (SB3's train_freq)."""
+    low = max(before, cfg.learning_starts - 1)
+    return now // cfg.update_every - low // cfg.update_every if now > low else 0
+
+
 class DQNAgent(Agent):
     Config = DQNConfig
 
@@ -95,6 +103,7 @@ class DQNAgent(Agent):
         self.rng = np.random.default_rng(seed)
         self.replay = self.make_replay()
         self.steps = 0    # env steps observed
+        self.last_observed = 1   # env steps the last observe call added: update() learns for those
         self.updates = 0  # gradient updates done
         self.growth: list[list] = []  # Net2Net steps done: ["widen", factor, noise] / ["deepen", layers, noise]
 
@@ -117,16 +126,41 @@ class DQNAgent(Agent):
             return int(self.rng.integers(self.n_actions))  # skip the forward pass: it is not needed
         return self.greedy_action(obs)
 
+    def act_batch(self, obs, explore: bool = True) -> np.ndarray:
+        """One forward pass for all envs; each env explores with probability epsilon on its own."""
+        with torch.inference_mode():
+            greedy = self.q(torch.as_tensor(np.asarray(obs), device=self.device)).argmax(1).cpu().numpy()
+        return self.explore_batch(greedy) if explore else greedy
+
+    def explore_batch(self, greedy: np.ndarray) -> np.ndarray:
+        """Replace each greedy action by a uniformly random one with probability epsilon."""
+        random = self.rng.random(len(greedy)) < self.epsilon()
+        return np.where(random, self.rng.integers(self.n_actions, size=len(greedy)), greedy)
+
     def observe(self, obs, action, reward, next_obs, terminated, truncated, info) -> None:
         self.replay.add(obs, action, reward, next_obs, terminated, truncated, info)
+        self.last_observed = 1
         self.steps += 1
 
+    def observe_batch(self, obs, actions, rewards, next_obs, terminated, truncated, infos) -> None:
+        """Every env's transition goes to its own stage in the replay, stored whole when its episode ends."""
+        for i in range(len(actions)):
+            self.replay.add_staged(i, obs[i], actions[i], rewards[i], next_obs[i], terminated[i], truncated[i],
+                                   infos[i])
+        self.last_observed = len(actions)
+        self.steps += len(actions)
+
     # ------------------------------------------------------------------ learning
+    def can_learn(self) -> bool:
+        """Whether the replay holds what a learning step samples (EBU: a complete episode)."""
+        return True
+
     def update(self) -> dict[str, float]:
         cfg = self.config
-        if not learning_due(self.steps, cfg):
+        phases = learning_phases(self.steps - self.last_observed, self.steps, cfg)
+        if not phases or not self.can_learn():
             return {}
-        for _ in range(cfg.gradient_steps):
+        for _ in range(phases * cfg.gradient_steps):
             metrics = self.gradient_update()
         return metrics
 

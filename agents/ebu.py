@@ -149,10 +149,8 @@ class EBUAgent(DQNAgent):
         return idx, ys
 
     # ------------------------------------------------------------------ learning
-    def update(self) -> dict[str, float]:
-        if self.replay.num_episodes == 0 and not len(self._queue_idx):
-            return {}
-        return super().update()
+    def can_learn(self) -> bool:
+        return self.replay.num_episodes > 0 or len(self._queue_idx) > 0
 
     def learn(self) -> dict[str, float]:
         idx, y = self.next_minibatch()
@@ -198,6 +196,8 @@ class AdaptiveEBUAgent(EBUAgent):
             for q in self.learners[1:]]
         self.actor = 0                                     # learner used by the actor this episode
         self.last_best = 0                                 # learner chosen at the last sync: evaluation acts with it
+        self.env_actor: np.ndarray | None = None           # vector envs: learner of each env's episode
+        self.env_return: np.ndarray | None = None
         self._ep_return = 0.0
         self._returns = [[] for _ in range(self.n_learners)]  # episode returns since the last sync
 
@@ -221,6 +221,37 @@ class AdaptiveEBUAgent(EBUAgent):
         if explore:
             return super().act(obs, explore=True)
         return self.greedy_action(obs, learner=self.last_best)
+
+    def act_batch(self, obs, explore: bool = True) -> np.ndarray:
+        """Vector envs: env i acts with its episode's learner (one forward pass per learner in use);
+        greedy acting uses the last sync's best learner, as act() does."""
+        x = torch.as_tensor(np.asarray(obs), device=self.device)
+        with torch.inference_mode():
+            if not explore:
+                return self.learners[self.last_best](x).argmax(1).cpu().numpy()
+            actors = self._env_actors(len(x))
+            greedy = np.empty(len(x), dtype=np.int64)
+            for k in np.unique(actors):
+                rows = actors == k
+                greedy[rows] = self.learners[k](x[torch.from_numpy(rows)]).argmax(1).cpu().numpy()
+        return self.explore_batch(greedy)
+
+    def _env_actors(self, n: int) -> np.ndarray:
+        """Learner of each vector env's running episode; new episodes take learners in turn."""
+        if self.env_actor is None or len(self.env_actor) != n:
+            self.env_actor = np.arange(n) % self.n_learners
+            self.env_return = np.zeros(n)
+            self.actor = n % self.n_learners
+        return self.env_actor
+
+    def observe_batch(self, obs, actions, rewards, next_obs, terminated, truncated, infos) -> None:
+        super().observe_batch(obs, actions, rewards, next_obs, terminated, truncated, infos)
+        actors = self._env_actors(len(actions))
+        self.env_return += np.asarray(rewards, dtype=np.float64)
+        for i in np.flatnonzero(np.asarray(terminated) | np.asarray(truncated)):
+            self._returns[actors[i]].append(float(self.env_return[i]))
+            self.env_return[i] = 0.0
+            actors[i], self.actor = self.actor, (self.actor + 1) % self.n_learners
 
     def observe(self, obs, action, reward, next_obs, terminated, truncated, info) -> None:
         super().observe(obs, action, reward, next_obs, terminated, truncated, info)
@@ -264,6 +295,8 @@ class AdaptiveEBUAgent(EBUAgent):
                    optimizers=[o.state_dict() for o in self.optimizers],
                    actor=self.actor, ep_return=self._ep_return, returns=[list(r) for r in self._returns],
                    last_best=self.last_best)
+        if self.env_actor is not None:
+            out.update(env_actor=torch.from_numpy(self.env_actor.copy()), env_return=torch.from_numpy(self.env_return))
         return out
 
     def load_state_dict(self, state: dict) -> None:
@@ -275,3 +308,6 @@ class AdaptiveEBUAgent(EBUAgent):
         self.actor, self._ep_return = int(state["actor"]), float(state["ep_return"])
         self._returns = [list(r) for r in state["returns"]]
         self.last_best = int(state.get("last_best", 0))   # checkpoints before this key: learner 0
+        if state.get("env_actor") is not None:
+            self.env_actor = np.asarray(state["env_actor"]).copy()
+            self.env_return = np.asarray(state["env_return"], dtype=np.float64).copy()

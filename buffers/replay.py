@@ -60,6 +60,7 @@ class ReplayStorage:
         self.total = 0            # absolute slots written so far
         self.transitions = 0      # transitions added so far
         self._episode_start = -1  # absolute start of the running episode, -1 between episodes
+        self._staged: dict[int, list] = {}   # vector envs: each env's running episode, stored when it ends
 
     # ------------------------------------------------------------------ writing
     def _frame(self, obs) -> np.ndarray:
@@ -92,6 +93,33 @@ class ReplayStorage:
             self._episode_start = -1
             self._on_episode_end(self._episode_start_of(p), p)
         return p
+
+    def add_staged(self, env_index: int, obs, action, reward, next_obs, terminated, truncated, info=None) -> None:
+        """Store one transition of env `env_index` of a vector env.
+
+        Transitions wait in a per-env stage and enter the storage when their episode ends, all at
+        once, so every stored episode is contiguous (frame stacks and EBU's backward sweep need
+        that) however the envs' steps interleave. Only the newest frame of each state is kept.
+        """
+        stage = self._staged.setdefault(int(env_index), [])
+        life_loss = bool(info.get("life_loss", False)) if info else False
+        stage.append((np.array(self._frame(obs)), action, float(reward), bool(terminated), bool(truncated), life_loss))
+        if terminated or truncated:
+            final = np.array(self._frame(next_obs))
+            for frame, a, r, term, trunc, lost in stage:
+                if self._episode_start < 0:
+                    self._episode_start = self.total
+                p = self._write(frame, a, r, term, trunc, lost, True)
+                self.transitions += 1
+            self._write(final, 0, 0.0, False, False, False, False)
+            self._episode_start = -1
+            self._on_episode_end(self._episode_start_of(p), p)
+            del self._staged[int(env_index)]
+
+    @property
+    def staged(self) -> int:
+        """Transitions waiting for their episode to end (vector envs)."""
+        return sum(len(s) for s in self._staged.values())
 
     def truncate_running_episode(self) -> None:
         """Close an episode the caller abandons (e.g. an env reset mid-episode) as truncated.
@@ -192,6 +220,8 @@ class ReplayStorage:
         out = {name: torch.from_numpy(getattr(self, name)[:n]) for name in self._ARRAYS}
         out.update(total=self.total, transitions=self.transitions, episode_start=self._episode_start,
                    capacity=self.capacity)
+        if self._staged:
+            out["staged"] = {str(i): _stage_to_arrays(s) for i, s in self._staged.items()}
         return out
 
     def load_state_dict(self, state: dict) -> None:
@@ -204,6 +234,21 @@ class ReplayStorage:
         self.total = int(state["total"])
         self.transitions = int(state["transitions"])
         self._episode_start = int(state["episode_start"])
+        self._staged = {int(i): _stage_from_arrays(s) for i, s in (state.get("staged") or {}).items()}
+
+
+def _stage_to_arrays(stage: list) -> dict:
+    """A staged episode as plain arrays (checkpoints hold data, not pickled tuples)."""
+    cols = list(zip(*stage))
+    return {"frames": torch.from_numpy(np.stack(cols[0])), "actions": torch.as_tensor(np.asarray(cols[1])),
+            "rewards": torch.tensor(cols[2], dtype=torch.float64), "flags": torch.tensor(np.array(cols[3:6]).T)}
+
+
+def _stage_from_arrays(d: dict) -> list:
+    frames, actions = d["frames"].numpy(), d["actions"].numpy()
+    rewards, flags = d["rewards"].tolist(), d["flags"].numpy()
+    return [(frames[k], actions[k], rewards[k], bool(flags[k, 0]), bool(flags[k, 1]), bool(flags[k, 2]))
+            for k in range(len(frames))]
 
 
 class UniformReplay(ReplayStorage):

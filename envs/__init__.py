@@ -114,3 +114,17 @@ def list_env_ids() -> list[str]:
                and spec.entry_point.startswith("gymnasium.envs.classic_control")]
     own = [k for k in gym.registry if k.startswith("rewind/")]
     return sorted(atari_names()) + sorted(atari_names().values()) + minatar_ids() + sorted(classic) + sorted(own)
+
+
+def make_vector_env(name: str, config: dict | object | None, num_envs: int, *, seed: int = 0) -> gym.vector.VectorEnv:
+    """`num_envs` training copies of env `name` stepped as one gymnasium SyncVectorEnv.
+
+    Each copy is exactly what make_env(name, training=True) builds (same wrappers, life-loss
+    terminals, clipping), so one env or N differ only in how steps interleave. Autoreset is
+    SAME_STEP: a finished env's last observation is in info["final_obs"] and the returned one
+    already starts the next episode, so every step is a real transition of every env.
+    """
+    if num_envs < 2:
+        raise RewindError(f"make_vector_env needs num_envs >= 2, got {num_envs}")
+    fns = [lambda i=i: make_env(name, config, training=True, seed=seed + i) for i in range(num_envs)]
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)

@@ -18,7 +18,7 @@ from rewind.files import atomic_write_text
 from rewind.run.checkpoint import load_checkpoint
 from rewind.run.loop import RunConfig, seed_everything, train
 from rewind.config import from_dict, load_yaml, merge, to_dict
-from rewind.envs import env_config_class, env_kind, make_env
+from rewind.envs import env_config_class, env_kind, make_env, make_vector_env
 from rewind.errors import RewindError
 
 SECTIONS = ("algo", "agent", "env", "run", "curriculum")
@@ -140,13 +140,20 @@ def run_experiment(exp: Experiment, logdir: str | Path | None, resume: bool = Fa
     if progress is not None:
         exp.run.progress = progress
     seed_everything(exp.seed)
-    env = make_env(exp.env, exp.env_config, training=True, seed=exp.seed)
+    if exp.run.num_envs > 1:
+        if exp.curriculum:
+            raise RewindError("run.num_envs > 1 does not combine with a curriculum (the teacher picks one "
+                              "env's task per episode); use run.num_envs=1")
+        env = make_vector_env(exp.env, exp.env_config, exp.run.num_envs, seed=exp.seed)
+    else:
+        env = make_env(exp.env, exp.env_config, training=True, seed=exp.seed)
     if exp.curriculum:
         from rewind.controllers.curriculum_env import wrap_with_curriculum
         env = wrap_with_curriculum(exp.env, env, exp.curriculum["name"],
                                    {"seed": exp.seed, **exp.curriculum["options"]})
     eval_env = make_env(exp.env, exp.env_config, training=False, seed=exp.seed + 1)
-    agent = make_agent(exp.agent, env, to_dict(exp.agent_config) if exp.agent_config else None, seed=exp.seed)
+    spaces = eval_env if exp.run.num_envs > 1 else env   # a vector env's spaces are batched
+    agent = make_agent(exp.agent, spaces, to_dict(exp.agent_config) if exp.agent_config else None, seed=exp.seed)
     summary = train(agent, env, exp.run, eval_env=eval_env, logdir=logdir, seed=exp.seed, resume=resume,
                     meta=exp.meta(), frames_per_step=frames_per_step(exp))
     if logdir is not None:

@@ -42,10 +42,15 @@ class RunConfig:
     widen: float = 1.0              # ... widening every hidden layer by this factor (>= 1)
     deepen: int = 0                 # ... and adding this many identity layers after the last hidden one
     grow_noise: float = 0.0         # ... with this relative noise on new units (0: function kept exactly)
+    num_envs: int = 1               # training envs stepped together (a gymnasium SyncVectorEnv); the agent
+                                    # acts on all in one forward pass; steps and every *_every count env
+                                    # steps over all envs
 
     def validate(self):
         if self.steps < 1:
             raise RewindError("run.steps must be >= 1")
+        if self.num_envs < 1:
+            raise RewindError(f"run.num_envs must be >= 1, got {self.num_envs}")
         for name in ("eval_every", "checkpoint_every", "eval_episodes", "log_every", "torch_threads"):
             if getattr(self, name) < 0:
                 raise RewindError(f"run.{name} must be >= 0")
@@ -60,6 +65,35 @@ class RunConfig:
             raise RewindError("Net2Net growth needs both run.grow_at (--grow-at) and run.widen > 1 or run.deepen > 0")
         if self.grow_at > self.steps:
             raise RewindError(f"run.grow_at ({self.grow_at}) is after the end of the run (run.steps {self.steps})")
+
+
+def snapshot_env(env) -> bytes:
+    """The env's state for a checkpoint; a vector env's sub-envs (its own env_fns are closures)."""
+    return pickle.dumps(env.envs if isinstance(env, gym.vector.SyncVectorEnv) else env)
+
+
+def restore_env(env, data: bytes):
+    """The env to continue with: the saved one, or for a vector env the same one with its sub-envs restored."""
+    saved = pickle.loads(data)
+    if isinstance(env, gym.vector.SyncVectorEnv):
+        env.envs[:] = saved
+        return env
+    return saved
+
+
+def per_env_infos(info: dict, done: np.ndarray) -> list[dict]:
+    """A vector env's batched info as one dict per env; a finished env's comes from its final step."""
+    final = info.get("final_info") or {}
+    out = []
+    for i in range(len(done)):
+        source = final if done[i] else info
+        out.append({k: _item(v, i) for k, v in source.items()
+                    if not k.startswith("_") and source.get(f"_{k}", np.ones(len(done), bool))[i]})
+    return out
+
+
+def _item(value, i):
+    return {k: _item(v, i) for k, v in value.items() if not k.startswith("_")} if isinstance(value, dict) else value[i]
 
 
 def seed_everything(seed: int) -> None:
@@ -151,7 +185,10 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
     if run.grow_at and not callable(getattr(agent, "grow", None)):
         raise RewindError(f"run.grow_at: agent {type(agent).__name__} cannot grow its networks (Net2Net needs "
                           "dqn, ebu or ebu-adaptive)")
-    if find_wrapper(env, gym.wrappers.RecordEpisodeStatistics) is None:
+    vector = isinstance(env, gym.vector.VectorEnv)
+    if vector and eval_env is None:
+        raise RewindError("a vector env needs a separate eval_env (evaluation plays one env)")
+    if not vector and find_wrapper(env, gym.wrappers.RecordEpisodeStatistics) is None:
         env = gym.wrappers.RecordEpisodeStatistics(env)
 
     step, episodes, evals = 0, 0, []
@@ -166,19 +203,20 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
         loop = state["loop"]
         step, episodes, evals = loop["step"], loop["episodes"], loop["evals"]
         if loop.get("env") is not None:
-            env = pickle.loads(loop["env"])
+            env = restore_env(env, loop["env"])
             obs = loop["obs"]
         set_rng_states(loop["rng"])
     if obs is None:
         obs, _ = env.reset(seed=seed if not resume else seed + step)
         env.action_space.seed(seed)
+    n_envs = env.num_envs if vector else 1
 
     def checkpoint():
         if ckpt_path is None:
             return
         replay = getattr(agent, "replay", None)
         try:
-            env_bytes = pickle.dumps(env)
+            env_bytes = snapshot_env(env)
         except Exception:  # an env that cannot be pickled resumes with a fresh episode
             env_bytes = None
         save_checkpoint(ckpt_path, {
@@ -202,6 +240,30 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
             return env.reset()[0]
         return None
 
+    def log_episode(ep_info: dict) -> None:
+        nonlocal episodes, recent_returns
+        episodes += 1
+        ep_return = float(np.asarray(ep_info["r"]))
+        recent_returns = (recent_returns + [ep_return])[-100:]
+        log.scalars("episode", {"return": ep_return, "length": float(np.asarray(ep_info["l"]))}, step)
+        log.scalars("train", agent.live_metrics(), step)
+
+    def log_interval(n_steps: int) -> None:
+        nonlocal t_last, s_last
+        now = time.perf_counter()
+        rate = (step - s_last) / max(now - t_last, 1e-9)
+        t_last, s_last = now, step
+        log.scalars("train", {**last_metrics, **agent.live_metrics()}, step)
+        log.scalars("perf", {"steps_per_s": rate}, step)
+        postfix = {"sps": f"{rate:.0f}"}
+        if recent_returns:
+            postfix["ret100"] = f"{np.mean(recent_returns):.2f}"
+        log.progress(n_steps, postfix)
+
+    def due(every: int) -> bool:
+        """An every-`every`-steps event falls in the last n_envs steps (exactly at it when n_envs is 1)."""
+        return bool(every) and step // every != (step - n_envs) // every
+
     log = RunLogger(logdir, run.steps, step, run.progress)
     recent_returns: list[float] = []
     last_metrics: dict = {}
@@ -209,7 +271,36 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
     interrupted = False
     try:
         with _StopFlag() as flag:
-            while step < run.steps:
+            while vector and step < run.steps:
+                actions = agent.act_batch(obs)
+                next_obs, rewards, terminated, truncated, info = env.step(actions)
+                done = terminated | truncated
+                final = info.get("final_obs")
+                real_next = np.stack([final[i] if done[i] else next_obs[i] for i in range(n_envs)])
+                infos = per_env_infos(info, done)
+                agent.observe_batch(obs, actions, rewards, real_next, terminated, truncated, infos)
+                metrics = agent.update()
+                if metrics:
+                    last_metrics = metrics
+                step += n_envs
+                if run.grow_at and due(run.grow_at) and step - n_envs < run.grow_at:
+                    grown = agent.grow(widen=run.widen, deepen=run.deepen, noise=run.grow_noise)
+                    log.scalars("train", grown, step)
+                    log.text("net2net", f"step {step}: widen x{run.widen}, deepen +{run.deepen} -> {grown}", step)
+                for i in np.flatnonzero(done):
+                    if "episode" in infos[i]:
+                        log_episode(infos[i]["episode"])
+                obs = next_obs                     # SAME_STEP autoreset: finished envs already restarted
+                if due(run.log_every) or step >= run.steps:
+                    log_interval(step - s_last)
+                if due(run.eval_every):
+                    do_eval()
+                if due(run.checkpoint_every):
+                    checkpoint()
+                if flag.stop:
+                    interrupted = True
+                    break
+            while not vector and step < run.steps:
                 action = agent.act(obs)
                 next_obs, reward, terminated, truncated, info = env.step(action)
                 agent.observe(obs, action, reward, next_obs, terminated, truncated, info)
@@ -222,26 +313,13 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
                     log.scalars("train", grown, step)
                     log.text("net2net", f"step {step}: widen x{run.widen}, deepen +{run.deepen} -> {grown}", step)
                 if "episode" in info:
-                    episodes += 1
-                    ep_return = float(np.asarray(info["episode"]["r"]))
-                    recent_returns = (recent_returns + [ep_return])[-100:]
-                    log.scalars("episode", {"return": ep_return, "length": float(np.asarray(info["episode"]["l"]))},
-                                step)
-                    log.scalars("train", agent.live_metrics(), step)
+                    log_episode(info["episode"])
                 if isinstance(info.get("curriculum"), dict):
                     log.scalars("curriculum", info["curriculum"], step)
                 obs = env.reset()[0] if (terminated or truncated) else next_obs
 
                 if step % run.log_every == 0 or step == run.steps:
-                    now = time.perf_counter()
-                    rate = (step - s_last) / max(now - t_last, 1e-9)
-                    t_last, s_last = now, step
-                    log.scalars("train", {**last_metrics, **agent.live_metrics()}, step)
-                    log.scalars("perf", {"steps_per_s": rate}, step)
-                    postfix = {"sps": f"{rate:.0f}"}
-                    if recent_returns:
-                        postfix["ret100"] = f"{np.mean(recent_returns):.2f}"
-                    log.progress(run.log_every if step % run.log_every == 0 else step % run.log_every, postfix)
+                    log_interval(run.log_every if step % run.log_every == 0 else step % run.log_every)
                 if run.eval_every and step % run.eval_every == 0:
                     fresh = do_eval()
                     obs = fresh if fresh is not None else obs
