@@ -22,6 +22,7 @@ import numpy as np
 from rewind.files import atomic_write_json, atomic_write_text
 from rewind.bench import stats
 from rewind.bench.runner import read_manifest, read_status, run_dir
+from rewind.bench.store import read_result, stale_files
 from rewind.bench.scores import normalize, reference_for
 from rewind.errors import RewindError
 
@@ -33,8 +34,15 @@ def collect(out: Path) -> dict:
     out = Path(out)
     manifest = read_manifest(out)
     suite = build_suite(manifest["suite"], default_name=manifest.get("name", "suite"), validate=False)
-    curves, missing, failed = {}, [], []
+    curves, missing, failed, stale = {}, [], [], []
     for spec in suite.runs:
+        stored = read_result(out, spec.run_id)   # committed result files suffice: no run directory needed
+        if stored is not None and stored.get("curve"):
+            curves.setdefault(spec.label, {}).setdefault(spec.env, {})[spec.seed] = stored["curve"]
+            changed = stale_files(stored)
+            if changed:
+                stale.append({"run_id": spec.run_id, "commit": stored.get("commit"), "changed": changed[:5]})
+            continue
         path = run_dir(out, spec.run_id)
         status = read_status(path) or {}
         if status.get("state") != "done":
@@ -50,7 +58,7 @@ def collect(out: Path) -> dict:
             missing.append({"run_id": spec.run_id, "error": "no evaluation"})
             continue
         curves.setdefault(spec.label, {}).setdefault(spec.env, {})[spec.seed] = evals
-    return {"suite": suite, "curves": curves, "missing": missing, "failed": failed}
+    return {"suite": suite, "curves": curves, "missing": missing, "failed": failed, "stale": stale}
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -117,7 +125,7 @@ def build_report(out: str | Path, reps: int = 2000, seed: int = 0, plots: bool =
     result = {
         "suite": suite.name, "description": suite.description, "runs": len(suite.runs),
         "finished": sum(len(s) for a in curves.values() for s in a.values()),
-        "missing": data["missing"], "failed": data["failed"],
+        "missing": data["missing"], "failed": data["failed"], "stale": data["stale"],
         "normalisation": {e: ({"kind": refs[e][2], "random": refs[e][0], "reference": refs[e][1]}
                               if refs[e] else None) for e in suite.envs},
         "per_game": per_game, "aggregates": {a: {m: list(v) for m, v in agg.items()} for a, agg in aggregates.items()},
@@ -142,6 +150,11 @@ def _markdown(r: dict, suite, labels, agg_labels, norm_envs, pngs) -> str:
         lines += ["Not in this report:", ""]
         lines += [f"- {m['run_id']}: failed: {m['error']}" for m in r["failed"]]
         lines += [f"- {m['run_id']}: {m['error'] or 'not finished'}" for m in r["missing"]]
+        lines.append("")
+    if r.get("stale"):
+        lines += [f"**Stale:** {len(r['stale'])} result(s) ran at a commit whose learning code has changed since "
+                  "(git diff over agents/, buffers/, envs/, run/, configs/); rerun them to confirm:", ""]
+        lines += [f"- {s['run_id']} at {str(s['commit'])[:10]}: {', '.join(s['changed'])}" for s in r["stale"]]
         lines.append("")
     lines += ["## Aggregates", ""]
     if agg_labels:

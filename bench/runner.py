@@ -50,7 +50,11 @@ def _has_checkpoint(path: Path, spec) -> bool:
 
 
 def run_state(out: Path, spec) -> str:
-    """'done', 'resume' or 'new' for one run of the suite."""
+    """'done', 'resume' or 'new' for one run of the suite (done: its result file, or its folder, says so)."""
+    from rewind.bench.store import read_result
+
+    if read_result(out, spec.run_id) is not None:
+        return "done"
     path = run_dir(out, spec.run_id)
     status = read_status(path)
     if status and status.get("state") == "done":
@@ -65,7 +69,7 @@ def execute_run(spec_dict: dict, out: str) -> dict:
 
     spec = RunSpec(**spec_dict)
     path = run_dir(Path(out), spec.run_id)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     result = {"run_id": spec.run_id, "state": "failed", "error": None, "wall_s": 0.0, "resumed_from": None,
               "pid": os.getpid(), "host": os.uname().nodename}
     try:
@@ -90,6 +94,11 @@ def execute_run(spec_dict: dict, out: str) -> dict:
             from rewind.run.experiment import run_experiment
             summary = run_experiment(exp, path, resume=state == "resume", progress=False)
         result["state"] = "interrupted" if summary.get("interrupted") else "done"
+        if result["state"] == "done":
+            from rewind.bench.store import write_result
+            evals = json.loads((path / "evaluations.json").read_text()) if (path / "evaluations.json").exists() else []
+            write_result(out, spec.run_id, run_meta(spec, exp), evals, summary, time.perf_counter() - t0,
+                         time.process_time() - cpu0)
         last = summary.get("last_eval") or {}
         result["return_mean"] = last.get("return_mean")
         result["steps"] = summary.get("steps")
@@ -284,6 +293,8 @@ def run_suite(suite, out: str | Path, workers: int | None = None, ray_address: s
     prepare_out(out, suite)
     states = {s.run_id: run_state(out, s) for s in suite.runs}
     todo = [s for s in suite.runs if states[s.run_id] != "done"]
+    # seed-major order: a sweep stopped part-way has every agent on the same envs and seeds
+    todo.sort(key=lambda s: (s.seed, suite.envs.index(s.env), suite.agents.index(s.label)))
     n_done = len(suite.runs) - len(todo)
     n_resume = sum(states[s.run_id] == "resume" for s in todo)
     backend = f"Ray at {ray_address}" if ray else f"{workers or _default_workers(suite)} local worker(s)"

@@ -7,6 +7,11 @@ median is reported, so background load hits both alike.
 
     python -m rewind.bench.studies.throughput --env breakout --update-every 4
     python -m rewind.bench.studies.throughput --env minatar-breakout --update-every 1 --agents dqn,ebu,sb3
+    python -m rewind.bench.studies.throughput --env breakout --agents dqn,dqn:n4,dqn:n8,sb3
+
+Agent names take options after colons: `:bf16` (bfloat16 autocast), `:nN` (N envs stepped as one
+vector env, acted on in one forward pass; update_every still counts env steps over all envs).
+Not a suite: it times the learners' inner loop, not learning outcomes.
 """
 
 from __future__ import annotations
@@ -21,11 +26,20 @@ from rewind.agents import make_agent
 from rewind.envs import make_env
 
 
+def _options(name: str) -> tuple[str, str, int]:
+    """`dqn:bf16:n4` -> ("dqn", "bf16", 4)."""
+    agent, *opts = name.split(":")
+    precision = "bf16" if "bf16" in opts else "fp32"
+    envs = [int(o[1:]) for o in opts if o.startswith("n") and o[1:].isdigit()]
+    return agent, precision, envs[0] if envs else 1
+
+
 def _rewind_rate(agent_name, env_name, args) -> float:
-    """agent_name may carry a precision: `dqn:bf16`."""
-    agent_name, _, precision = agent_name.partition(":")
+    agent_name, precision, n_envs = _options(agent_name)
+    if n_envs > 1:
+        return _rewind_vector_rate(agent_name, precision, n_envs, env_name, args)
     env = make_env(env_name, seed=0)
-    cfg = dict(precision=precision or "fp32", buffer_size=args.buffer, learning_starts=args.learning_starts, update_every=args.update_every,
+    cfg = dict(precision=precision, buffer_size=args.buffer, learning_starts=args.learning_starts, update_every=args.update_every,
                batch_size=32, eps_start=args.epsilon, eps_end=args.epsilon, optimizer="adam", lr=1e-4,
                target_update_every=10_000)
     agent = make_agent(agent_name, env, cfg, seed=0)
@@ -41,6 +55,33 @@ def _rewind_rate(agent_name, env_name, args) -> float:
         obs = env.reset()[0] if (term or trunc) else next_obs
         counted += step >= args.learning_starts
     return counted / (time.perf_counter() - t0)
+
+
+def _rewind_vector_rate(agent_name, precision, n_envs, env_name, args) -> float:
+    import numpy as np
+
+    from rewind.envs import make_vector_env
+    from rewind.run.loop import per_env_infos
+
+    env = make_vector_env(env_name, None, n_envs, seed=0)
+    cfg = dict(precision=precision, buffer_size=args.buffer, learning_starts=args.learning_starts,
+               update_every=args.update_every, batch_size=32, eps_start=args.epsilon, eps_end=args.epsilon,
+               optimizer="adam", lr=1e-4, target_update_every=10_000)
+    agent = make_agent(agent_name, make_env(env_name, seed=0), cfg, seed=0)
+    obs, _ = env.reset(seed=0)
+    step, t0, start = 0, None, 0
+    while step < args.learning_starts + args.steps:
+        if t0 is None and step >= args.learning_starts:
+            t0, start = time.perf_counter(), step
+        actions = agent.act_batch(obs)
+        next_obs, rewards, term, trunc, info = env.step(actions)
+        done = term | trunc
+        real = np.stack([info["final_obs"][i] if done[i] else next_obs[i] for i in range(n_envs)])
+        agent.observe_batch(obs, actions, rewards, real, term, trunc, per_env_infos(info, done))
+        agent.update()
+        obs = next_obs
+        step += n_envs
+    return (step - start) / (time.perf_counter() - t0)
 
 
 def _sb3_rate(env_name, args) -> float:

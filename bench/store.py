@@ -1,0 +1,117 @@
+"""Per-run result files: the small, committable record of one finished run of a suite.
+
+`<out>/results/<label>__<env>__s<seed>.json` is written atomically the moment a run finishes and
+holds everything a reader needs to trust and rerun it: the resolved config, the command, the git
+commit (and whether the tree was dirty), the machine (CPU model and its AVX-512/AMX flags, GPU),
+the evaluation curve, the final score, wall and CPU time. Run directories (checkpoints,
+TensorBoard events) can live elsewhere (`--workdir`) and need not survive: a later
+`rewind bench run` skips every run whose result file exists, so a sweep continues from the
+result files committed to git alone.
+
+Staleness: a result names the commit it ran at; `stale_files(result, paths)` lists the files
+under `paths` that changed between that commit and HEAD (git diff), and the report marks such
+results "stale" instead of silently mixing code versions.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from rewind.files import atomic_write_json
+
+# The code a learning run depends on: a change under any of these can change its numbers.
+CODE_PATHS = ("agents", "buffers", "envs", "run", "config.py", "configs")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def result_path(out: str | Path, run_id: str) -> Path:
+    return Path(out) / "results" / (run_id.replace("/", "__") + ".json")
+
+
+def read_result(out: str | Path, run_id: str) -> dict | None:
+    try:
+        return json.loads(result_path(out, run_id).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def code_version() -> dict:
+    """The commit this code is at and whether the files a run depends on differ from it."""
+    commit = _git("rev-parse", "HEAD")
+    dirty = _git("status", "--porcelain", "--", *CODE_PATHS)
+    return {"commit": commit, "dirty": bool(dirty) if dirty is not None else None}
+
+
+def machine() -> dict:
+    """CPU model and the vector-extension flags that decide torch's speed; GPU if torch sees one."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+                model = value.strip()
+            if key.strip() in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    out = {"cpu": model, "cores": _cores(), "flags": sorted(f for f in flags if f.startswith(("avx512", "amx"))
+                                                             or f == "avx2")}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            out["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return out
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def write_result(out: str | Path, run_id: str, meta: dict, evaluations: list[dict], summary: dict,
+                 wall_s: float, cpu_s: float) -> Path:
+    """Record one finished run (atomically: a reader sees the whole file or none)."""
+    final = evaluations[-1] if evaluations else {}
+    record = {
+        "run_id": run_id,
+        "config": meta,
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        **code_version(),
+        "machine": machine(),
+        "steps": summary.get("steps"),
+        "final": {k: final.get(k) for k in ("step", "frames", "return_mean", "return_std", "returns")},
+        "curve": [{k: e.get(k) for k in ("step", "frames", "return_mean", "return_std")} for e in evaluations],
+        "wall_s": round(wall_s, 1),
+        "cpu_s": round(cpu_s, 1),
+    }
+    path = result_path(out, run_id)
+    atomic_write_json(path, record)
+    return path
+
+
+def stale_files(result: dict, paths: tuple[str, ...] = CODE_PATHS) -> list[str] | None:
+    """Files under `paths` changed since the result's commit (None: git or the commit is unavailable)."""
+    commit = result.get("commit")
+    if not commit:
+        return None
+    changed = _git("diff", "--name-only", commit, "HEAD", "--", *paths)
+    if changed is None:
+        return None
+    return [line for line in changed.splitlines() if line]
