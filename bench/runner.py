@@ -69,7 +69,9 @@ def execute_run(spec_dict: dict, out: str) -> dict:
 
     spec = RunSpec(**spec_dict)
     path = run_dir(Path(out), spec.run_id)
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    from rewind.bench.store import code_version, write_result
+
+    t0, cpu0, version = time.perf_counter(), time.process_time(), code_version()
     result = {"run_id": spec.run_id, "state": "failed", "error": None, "wall_s": 0.0, "resumed_from": None,
               "pid": os.getpid(), "host": os.uname().nodename}
     try:
@@ -95,10 +97,9 @@ def execute_run(spec_dict: dict, out: str) -> dict:
             summary = run_experiment(exp, path, resume=state == "resume", progress=False)
         result["state"] = "interrupted" if summary.get("interrupted") else "done"
         if result["state"] == "done":
-            from rewind.bench.store import write_result
             evals = json.loads((path / "evaluations.json").read_text()) if (path / "evaluations.json").exists() else []
             write_result(out, spec.run_id, run_meta(spec, exp), evals, summary, time.perf_counter() - t0,
-                         time.process_time() - cpu0)
+                         time.process_time() - cpu0, version)
         last = summary.get("last_eval") or {}
         result["return_mean"] = last.get("return_mean")
         result["steps"] = summary.get("steps")

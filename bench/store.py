@@ -86,14 +86,15 @@ def _cores() -> int:
 
 
 def write_result(out: str | Path, run_id: str, meta: dict, evaluations: list[dict], summary: dict,
-                 wall_s: float, cpu_s: float) -> Path:
-    """Record one finished run (atomically: a reader sees the whole file or none)."""
+                 wall_s: float, cpu_s: float, version: dict) -> Path:
+    """Record one finished run (atomically: a reader sees the whole file or none). `version`: the
+    code_version() taken when the run started, so a commit made while it ran is not claimed."""
     final = evaluations[-1] if evaluations else {}
     record = {
         "run_id": run_id,
         "config": meta,
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        **code_version(),
+        **version,
         "machine": machine(),
         "steps": summary.get("steps"),
         "final": {k: final.get(k) for k in ("step", "frames", "return_mean", "return_std", "returns")},
