@@ -122,7 +122,9 @@ def build_report(out: str | Path, reps: int = 2000, seed: int = 0, plots: bool =
             prof, ci = stats.performance_profile(normed[a], taus, reps=min(reps, 1000), seed=seed)
             profiles[a] = {"taus": taus.tolist(), "profile": prof.tolist(), "lo": ci[0].tolist(), "hi": ci[1].tolist()}
 
+    published = _published(suite, per_game, labels)
     result = {
+        "published": published,
         "suite": suite.name, "description": suite.description, "runs": len(suite.runs),
         "finished": sum(len(s) for a in curves.values() for s in a.values()),
         "missing": data["missing"], "failed": data["failed"], "stale": data["stale"],
@@ -138,6 +140,31 @@ def build_report(out: str | Path, reps: int = 2000, seed: int = 0, plots: bool =
     return result
 
 
+def _published(suite, per_game: dict, labels: list[str]) -> dict | None:
+    """rewind's per-game means beside a published table for the same protocol, and the published
+    methods' median human-normalised score over the same games (so the comparison is like for like)."""
+    name = (suite.report or {}).get("published")
+    if not name:
+        return None
+    from rewind.bench.scores import atari_game, atari_table, published_scores
+
+    table, human = published_scores(name), atari_table()
+    games = {e: atari_game(e) for e in suite.envs}
+    rows = []
+    for env, game in games.items():
+        if game is None:
+            continue
+        ours = {a: per_game.get(env, {}).get(a, {}).get("raw_mean") for a in labels}
+        rows.append({"env": env, **{f"rewind {a}": v for a, v in ours.items()},
+                     **{m: scores.get(game) for m, scores in table.items()}})
+    medians = {}
+    for m, scores in table.items():
+        hns = [(scores[g] - human[g]["random"]) / (human[g]["human"] - human[g]["random"])
+               for g in games.values() if g in scores]
+        medians[m] = float(np.median(hns)) if hns else None
+    return {"table": name, "rows": rows, "median_hns_same_games": medians}
+
+
 def _markdown(r: dict, suite, labels, agg_labels, norm_envs, pngs) -> str:
     kinds = {v["kind"] for v in r["normalisation"].values() if v}
     score_name = "human-normalized" if kinds == {"human"} else "normalized"
@@ -151,6 +178,16 @@ def _markdown(r: dict, suite, labels, agg_labels, norm_envs, pngs) -> str:
         lines += [f"- {m['run_id']}: failed: {m['error']}" for m in r["failed"]]
         lines += [f"- {m['run_id']}: {m['error'] or 'not finished'}" for m in r["missing"]]
         lines.append("")
+    if r.get("published"):
+        pub = r["published"]
+        cols = [c for c in pub["rows"][0] if c != "env"] if pub["rows"] else []
+        lines += [f"## Beside published results ({pub['table']})", "",
+                  "Mean final score per game; published columns and their sources: "
+                  f"`bench/data/{pub['table']}_published.md`.", "",
+                  "| game | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        lines += ["| " + row["env"] + " | " + " | ".join(_fmt(row[c], 1) for c in cols) + " |" for row in pub["rows"]]
+        lines += ["", "Published median human-normalised score over these games: " + ", ".join(
+            f"{m} {_fmt(v)}" for m, v in pub["median_hns_same_games"].items()), ""]
     if r.get("stale"):
         lines += [f"**Stale:** {len(r['stale'])} result(s) ran at a commit whose learning code has changed since "
                   "(git diff over agents/, buffers/, envs/, run/, configs/); rerun them to confirm:", ""]

@@ -90,3 +90,19 @@ def validate_suite_scores(scores) -> dict:
             raise RewindError(f"suite scores.{env}: random and reference must differ")
         out[str(env)] = {"random": low, "reference": high}
     return out
+
+
+PUBLISHED = {"atari100k": Path(__file__).resolve().parent / "data" / "atari100k_published.csv"}
+
+
+def published_scores(name: str) -> dict[str, dict[str, float]]:
+    """{method: {game: mean score}} of a published table (bench/data/<name>_published.csv; its .md
+    names each column's source), for `report: {published: NAME}` in a suite."""
+    from rewind.errors import RewindError
+
+    if name not in PUBLISHED:
+        raise RewindError(f"suite report.published: unknown table {name!r}; choose from: {', '.join(PUBLISHED)}")
+    with open(PUBLISHED[name], newline="") as f:
+        rows = list(csv.DictReader(f))
+    methods = [c for c in rows[0] if c != "game"]
+    return {m: {r["game"]: float(r[m]) for r in rows} for m in methods}

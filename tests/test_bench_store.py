@@ -69,3 +69,28 @@ def test_a_result_from_a_commit_with_other_learning_code_is_reported_stale(tmp_p
     assert store.stale_files({"commit": root.split()[0]})               # the first commit: code changed since
     head = store.code_version()["commit"]
     assert store.stale_files({"commit": head}) == []
+
+
+def test_report_puts_published_atari100k_scores_beside_ours(tmp_path):
+    from rewind.bench.runner import prepare_out
+    from rewind.bench.scores import atari_table
+    from rewind.bench.suite import build_suite
+
+    raw = {"name": "pub", "agents": {"ebu": "ebu"}, "envs": ["krull", "road_runner"], "seeds": [0, 1],
+           "config": {"run": {"steps": 100}}, "report": {"published": "atari100k"}}
+    suite = build_suite(raw, validate=False)
+    out = tmp_path / "out"
+    prepare_out(out, suite)
+    for spec in suite.runs:   # committed result files only, as a fresh clone has them
+        score = 3000.0 + 100 * spec.seed
+        curve = [{"step": 100, "frames": 400, "return_mean": score, "return_std": 0.0}]
+        store.write_result(out, spec.run_id, {}, curve, {"steps": 100}, 1.0, 1.0, {"commit": None, "dirty": None})
+    report = build_report(out, reps=100, plots=False)
+    rows = {r["env"]: r for r in report["published"]["rows"]}
+    assert rows["krull"]["DrQ_eps"] == 4402.1 and rows["road_runner"]["SPR"] == 12213.1
+    assert rows["krull"]["rewind ebu"] == 3050.0
+    h = atari_table()
+    hns = [(v - h[g]["random"]) / (h[g]["human"] - h[g]["random"]) for g, v in (("krull", 4402.1),
+                                                                                 ("road_runner", 11211.4))]
+    assert report["published"]["median_hns_same_games"]["DrQ_eps"] == pytest.approx(sum(hns) / 2)
+    assert "Beside published results" in (out / "report.md").read_text()
