@@ -8,7 +8,7 @@ reference scores appear in the per-game table but not in the aggregates; the rep
 
 Writes into DIR: report.md, report.json (every number in the report), curves.png
 (IQM of normalised score vs frames, 95% band), profiles.png (performance profiles),
-per_game.png (raw evaluation return vs frames, mean over seeds, per game).
+per_game.png (raw evaluation return vs frames per game: mean over seeds, band from the lowest to the highest seed).
 """
 
 from __future__ import annotations
@@ -231,7 +231,7 @@ def _markdown(r: dict, suite, labels, agg_labels, norm_envs, pngs) -> str:
         lines += ["## Plots", ""]
         titles = {"curves.png": "IQM of normalized score vs frames (95% CI band)",
                   "profiles.png": "Performance profiles (fraction of runs above tau, 95% CI)",
-                  "per_game.png": "Evaluation return vs frames per game (mean over seeds)"}
+                  "per_game.png": "Evaluation return vs frames per game (mean over seeds; band: lowest to highest seed)"}
         for p in pngs:
             lines += [f"### {titles[p]}", "", f"![{p}]({p})", ""]
     lines += ["Per-run TensorBoard logs: `tensorboard --logdir runs` in this folder.", ""]
@@ -282,8 +282,10 @@ def _plots(out: Path, suite, curves, labels, curve_data, profiles) -> list[str]:
                 continue
             steps = sorted(set.intersection(*[{x["step"] for x in ev} for ev in runs]))
             x = [next(e for e in runs[0] if e["step"] == s)["frames"] for s in steps]
-            y = [np.mean([next(e for e in ev if e["step"] == s)["return_mean"] for ev in runs]) for s in steps]
-            ax.plot(x, y, label=a)
+            per_seed = np.array([[next(e for e in ev if e["step"] == s)["return_mean"] for s in steps] for ev in runs])
+            line, = ax.plot(x, per_seed.mean(0), label=f"{a} (n={len(runs)})")
+            if len(runs) > 1:   # the seeds' band: lowest to highest seed at each evaluation
+                ax.fill_between(x, per_seed.min(0), per_seed.max(0), color=line.get_color(), alpha=0.2)
         ax.set_title(env, fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in axes.ravel()[n:]:
