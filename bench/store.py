@@ -8,9 +8,10 @@ TensorBoard events) can live elsewhere (`--workdir`) and need not survive: a lat
 `rewind bench run` skips every run whose result file exists, so a sweep continues from the
 result files committed to git alone.
 
-Staleness: a result names the commit it ran at; `stale_files(result, paths)` lists the files
-under `paths` that changed between that commit and HEAD (git diff), and the report marks such
-results "stale" instead of silently mixing code versions.
+Staleness: a result names the commit it ran at and the rewind source files its process had
+loaded (`code_files`); `stale_files(result)` lists those that changed between that commit and
+HEAD (git diff), and the report marks such results "stale" instead of silently mixing code
+versions. Results without `code_files` are checked against every learning-code folder.
 """
 
 from __future__ import annotations
@@ -85,6 +86,19 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def loaded_code_files() -> list[str]:
+    """Repository-relative paths of the rewind modules this process has imported (the code a run used)."""
+    files = set()
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if name.startswith("rewind") and path:
+            try:
+                files.add(str(Path(path).resolve().relative_to(REPO)))
+            except ValueError:
+                continue
+    return sorted(files)
+
+
 def write_result(out: str | Path, run_id: str, meta: dict, evaluations: list[dict], summary: dict,
                  wall_s: float, cpu_s: float, version: dict) -> Path:
     """Record one finished run (atomically: a reader sees the whole file or none). `version`: the
@@ -99,6 +113,7 @@ def write_result(out: str | Path, run_id: str, meta: dict, evaluations: list[dic
         "steps": summary.get("steps"),
         "final": {k: final.get(k) for k in ("step", "frames", "return_mean", "return_std", "returns")},
         "curve": [{k: e.get(k) for k in ("step", "frames", "return_mean", "return_std")} for e in evaluations],
+        "code_files": loaded_code_files(),
         "wall_s": round(wall_s, 1),
         "cpu_s": round(cpu_s, 1),
     }
@@ -107,11 +122,13 @@ def write_result(out: str | Path, run_id: str, meta: dict, evaluations: list[dic
     return path
 
 
-def stale_files(result: dict, paths: tuple[str, ...] = CODE_PATHS) -> list[str] | None:
-    """Files under `paths` changed since the result's commit (None: git or the commit is unavailable)."""
+def stale_files(result: dict, paths: tuple[str, ...] | None = None) -> list[str] | None:
+    """The result's code files (else `paths`, else every learning-code folder) changed since its commit
+    (None: git or the commit is unavailable)."""
     commit = result.get("commit")
     if not commit:
         return None
+    paths = tuple(paths or result.get("code_files") or CODE_PATHS)
     changed = _git("diff", "--name-only", commit, "HEAD", "--", *paths)
     if changed is None:
         return None

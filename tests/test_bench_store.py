@@ -69,6 +69,11 @@ def test_a_result_from_a_commit_with_other_learning_code_is_reported_stale(tmp_p
     assert store.stale_files({"commit": root.split()[0]})               # the first commit: code changed since
     head = store.code_version()["commit"]
     assert store.stale_files({"commit": head}) == []
+    # only the files the run loaded count: a result that used none of the changed files is current
+    full = store.stale_files({"commit": root.split()[0]})
+    only = store.stale_files({"commit": root.split()[0], "code_files": ["files.py"]})
+    assert any(f != "files.py" for f in full) and set(only) <= {"files.py"}
+    assert "bench/store.py" in store.loaded_code_files()
 
 
 def test_report_puts_published_atari100k_scores_beside_ours(tmp_path):
