@@ -152,7 +152,10 @@ def main(argv=None) -> int:
             print(f"repeat {r}: {name:6s} {rate:8.1f} steps/s", flush=True)
     med = {n: statistics.median(v) for n, v in rates.items()}
     ref = med.get("sb3")
-    print(f"\n{args.env}, update every {args.update_every}, batch 32, eps {args.epsilon}, "
+    from rewind.bench.store import machine
+    m = machine()
+    print(f"\nCPU: {m['cpu']} ({m['cores']} cores; {' '.join(m['flags']) or 'no AVX2/AVX-512/AMX'})")
+    print(f"{args.env}, update every {args.update_every}, batch 32, eps {args.epsilon}, "
           f"{args.steps} timed steps x {args.repeats}, torch threads {args.threads}")
     print("| learner | steps/s (median) | vs sb3 |\n|---|---|---|")
     for n in names:
@@ -160,7 +163,9 @@ def main(argv=None) -> int:
         print(f"| {n} | {med[n]:.1f} | {ratio} |")
     if args.out:
         from rewind.files import atomic_write_json
-        atomic_write_json(args.out, {"args": vars(args), "rates": rates, "median": med})
+        from rewind.bench.store import code_version, machine
+        atomic_write_json(args.out, {"args": vars(args), "rates": rates, "median": med, "machine": machine(),
+                                     **code_version(), "torch": torch.__version__})
     return 0
 
 
