@@ -175,12 +175,12 @@ def run_or_resume(exp: Experiment, logdir: str | Path, progress: bool | None = N
 
 
 def exit_status(summary: dict) -> int:
-    """130 with a resume hint for a run stopped by Ctrl-C, else 0: how every training command ends."""
+    """130 (Ctrl-C) or 143 (SIGTERM) with a resume hint for a stopped run, else 0: how every training command ends."""
     import sys
 
     if summary["interrupted"]:
         print("rewind: continue with the same command plus --resume", file=sys.stderr)
-        return 130
+        return 143 if summary.get("stopped_by") == "SIGTERM" else 130
     return 0
 
 

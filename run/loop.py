@@ -8,7 +8,6 @@ exact resume (agent, replay, env state and every RNG are saved together).
 from __future__ import annotations
 
 import dataclasses
-import pickle
 import random
 import signal
 import time
@@ -20,9 +19,10 @@ import torch
 
 from rewind.agents.base import Agent
 from rewind.run.runlog import RunLogger
-from rewind.files import atomic_write_json
+from rewind.files import atomic_write_json, remove_stale_tmp
 from rewind.run.checkpoint import load_checkpoint, save_checkpoint
 from rewind.envs import find_wrapper
+from rewind.envs.state import env_state, set_env_state
 from rewind.errors import RewindError
 
 
@@ -111,27 +111,34 @@ def evaluate(agent: Agent, env: gym.Env, episodes: int = 10, epsilon: float = 0.
 
 
 class _StopFlag:
-    """First Ctrl-C asks the loop to checkpoint and stop at the next step; a second one aborts."""
+    """First Ctrl-C or SIGTERM asks the loop to checkpoint and stop at the next step; a second one aborts.
+
+    Batch schedulers and containers stop jobs with SIGTERM, so it is handled like Ctrl-C;
+    `signum` says which came (the CLI exits 130 for SIGINT, 143 for SIGTERM).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.stop = False
-        self._previous = None
+        self.signum = None
+        self._previous = {}
 
     def __enter__(self):
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         except ValueError:  # not the main thread: no handler, Ctrl-C behaves as usual
-            self._previous = None
+            self._previous = {}
         return self
 
     def _handle(self, signum, frame):
         if self.stop:
             raise KeyboardInterrupt
-        self.stop = True
+        self.stop, self.signum = True, signum
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
 
 
 def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env: gym.Env | None = None,
@@ -140,8 +147,8 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
     """Run `agent` in `env` for run.steps env steps; returns a summary dict.
 
     With a logdir: TensorBoard events, `evaluations.json` and `checkpoint.pt` go there.
-    resume=True continues from logdir/checkpoint.pt (the env continues too, when it could
-    be pickled). `meta` (agent/env names and configs) is stored in checkpoints.
+    resume=True continues from logdir/checkpoint.pt (the env continues too, when its state is
+    plain data: rewind.envs.state). `meta` (agent/env names and configs) is stored in checkpoints.
     """
     run = run or RunConfig()
     logdir = Path(logdir) if logdir is not None else None
@@ -156,6 +163,8 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
 
     step, episodes, evals = 0, 0, []
     obs = None
+    if logdir is not None:
+        remove_stale_tmp(logdir)  # temp files of a write that a kill interrupted
     if resume:
         if ckpt_path is None or not ckpt_path.exists():
             raise RewindError(f"nothing to resume: {ckpt_path} does not exist")
@@ -166,7 +175,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
         loop = state["loop"]
         step, episodes, evals = loop["step"], loop["episodes"], loop["evals"]
         if loop.get("env") is not None:
-            env = pickle.loads(loop["env"])
+            set_env_state(env, loop["env"])
             obs = loop["obs"]
         set_rng_states(loop["rng"])
     if obs is None:
@@ -177,15 +186,12 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
         if ckpt_path is None:
             return
         replay = getattr(agent, "replay", None)
-        try:
-            env_bytes = pickle.dumps(env)
-        except Exception:  # an env that cannot be pickled resumes with a fresh episode
-            env_bytes = None
+        env_data = env_state(env)  # None: an env whose state is not plain data resumes with a fresh episode
         save_checkpoint(ckpt_path, {
             "meta": meta or {},
             "agent": agent.state_dict(),
             "replay": replay.state_dict() if (run.save_buffer and replay is not None) else None,
-            "loop": {"step": step, "episodes": episodes, "evals": evals, "obs": obs, "env": env_bytes,
+            "loop": {"step": step, "episodes": episodes, "evals": evals, "obs": obs, "env": env_data,
                      "rng": rng_states()},
         })
 
@@ -206,7 +212,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
     recent_returns: list[float] = []
     last_metrics: dict = {}
     t_last, s_last = time.perf_counter(), step
-    interrupted = False
+    interrupted, stopped_by = False, None
     try:
         with _StopFlag() as flag:
             while step < run.steps:
@@ -249,6 +255,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
                     checkpoint()
                 if flag.stop:
                     interrupted = True
+                    stopped_by = signal.Signals(flag.signum).name if flag.signum else None
                     break
             if not interrupted and (not evals or evals[-1]["step"] != step):
                 do_eval() if run.eval_episodes else None
@@ -259,6 +266,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
         "steps": step,
         "episodes": episodes,
         "interrupted": interrupted,
+        "stopped_by": stopped_by,   # "SIGINT" / "SIGTERM" when a signal stopped the run
         "return_mean_100": float(np.mean(recent_returns)) if recent_returns else float("nan"),
         "last_eval": evals[-1] if evals else None,
     }
