@@ -26,6 +26,9 @@ from rewind.envs.state import env_state, set_env_state
 from rewind.errors import RewindError
 
 
+MAX_STEPS = 10**12   # env steps of one run; far beyond any real run, it catches run.steps=1e99
+
+
 @dataclasses.dataclass
 class RunConfig:
     steps: int = 100_000            # total env (agent) steps of the run
@@ -44,8 +47,10 @@ class RunConfig:
     grow_noise: float = 0.0         # ... with this relative noise on new units (0: function kept exactly)
 
     def validate(self):
-        if self.steps < 1:
-            raise RewindError("run.steps must be >= 1")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise RewindError(f"run.steps must be in [1, {MAX_STEPS:.0e}], got {self.steps}")
+        if not 0.0 <= self.eval_epsilon <= 1.0 or self.eval_max_steps < 1:
+            raise RewindError("run.eval_epsilon must be in [0, 1] and run.eval_max_steps >= 1")
         for name in ("eval_every", "checkpoint_every", "eval_episodes", "log_every", "torch_threads"):
             if getattr(self, name) < 0:
                 raise RewindError(f"run.{name} must be >= 0")
@@ -60,6 +65,12 @@ class RunConfig:
             raise RewindError("Net2Net growth needs both run.grow_at (--grow-at) and run.widen > 1 or run.deepen > 0")
         if self.grow_at > self.steps:
             raise RewindError(f"run.grow_at ({self.grow_at}) is after the end of the run (run.steps {self.steps})")
+
+
+def check_growth(agent: Agent, run: RunConfig) -> None:
+    if run.grow_at and not callable(getattr(agent, "grow", None)):
+        raise RewindError(f"run.grow_at: agent {type(agent).__name__} cannot grow its networks (Net2Net needs "
+                          "dqn, ebu or ebu-adaptive)")
 
 
 def seed_everything(seed: int) -> None:
@@ -155,9 +166,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
     ckpt_path = logdir / "checkpoint.pt" if logdir is not None else None
     if run.torch_threads:
         torch.set_num_threads(run.torch_threads)
-    if run.grow_at and not callable(getattr(agent, "grow", None)):
-        raise RewindError(f"run.grow_at: agent {type(agent).__name__} cannot grow its networks (Net2Net needs "
-                          "dqn, ebu or ebu-adaptive)")
+    check_growth(agent, run)
     if find_wrapper(env, gym.wrappers.RecordEpisodeStatistics) is None:
         env = gym.wrappers.RecordEpisodeStatistics(env)
 
