@@ -67,8 +67,10 @@ class DQNConfig:
         if not 0 <= self.eps_end <= self.eps_start <= 1:
             raise RewindError(f"agent.eps_start and agent.eps_end must be in [0, 1] with eps_start >= eps_end, "
                               f"got {self.eps_start} and {self.eps_end}")
-        if self.learning_starts < 0 or self.eps_decay_steps < 0 or any(h < 1 for h in self.hidden):
-            raise RewindError("agent.learning_starts and agent.eps_decay_steps must be >= 0, agent.hidden sizes >= 1")
+        if self.learning_starts < 0 or self.eps_decay_steps < 0:
+            raise RewindError("agent.learning_starts and agent.eps_decay_steps must be >= 0")
+        if any(h < 1 for h in self.hidden):
+            raise RewindError(f"agent.hidden sizes must be >= 1, got {list(self.hidden)}")
 
 
 def learning_due(steps: int, cfg) -> bool:

@@ -322,7 +322,9 @@ class _SigtermAsCtrlC:
 
 def run_suite(suite, out: str | Path, workers: int | None = None, ray_address: str | None = None) -> dict:
     """Run every unfinished run of `suite` into `out`; returns counts and per-run results."""
-    out = Path(out)
+    from rewind.files import writable_dir
+
+    out = writable_dir(out, "--out")
     for spec in suite.runs:  # every folder the suite would write, checked before anything is touched
         run_dir(out, spec.run_id)
     ray = check_ray(ray_address) if ray_address else None  # unreachable cluster: fail before touching out
