@@ -192,15 +192,18 @@ def classify(rc, stderr: str, changed: list[str], crashed: bool = False) -> str:
     return "clear" if rc == 2 and len(lines) == 1 and not changed else "unclear"
 
 
+_MAIN = "import sys; from rewind.cli import main; sys.exit(main(sys.argv[1:]))"   # the `rewind` script
+
+
 def subprocess_runner(tree: str | None, timeout: float):
-    """Run `python -m rewind.cli ARGV` in `cwd` with `tree` first on PYTHONPATH; (rc, stderr, crashed)."""
+    """Run `rewind ARGV` (its entry point) in `cwd` with `tree` first on PYTHONPATH; (rc, stderr, crashed)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     if tree:
         env["PYTHONPATH"] = str(Path(tree).resolve()) + os.pathsep + env.get("PYTHONPATH", "")
 
     def run(argv, cwd):
         try:
-            p = subprocess.run([sys.executable, "-m", "rewind.cli", *argv], cwd=cwd, env=env, text=True,
+            p = subprocess.run([sys.executable, "-c", _MAIN, *argv], cwd=cwd, env=env, text=True,
                                capture_output=True, timeout=timeout)
             return p.returncode, p.stderr, False
         except subprocess.TimeoutExpired as exc:
