@@ -12,6 +12,9 @@ import re
 import tempfile
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from rewind.errors import RewindError
 
 
@@ -104,3 +107,83 @@ def remove_stale_tmp(folder: str | Path) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+# --- Data files: tensors and plain containers, loadable with torch.load(weights_only=True) ---------------
+# Checkpoints (run/) and the SB3 EBU replay (agents/) are written with these, so a file from someone
+# else is decoded as data and never unpickled.
+
+_TAG = "__rewind_plain__"   # marks a dict that encodes a numpy value
+
+
+def to_plain(obj):
+    """`obj` with numpy arrays and scalars replaced by tagged dicts of tensors: loadable with weights_only."""
+    if obj is None or isinstance(obj, (bool, int, float, str, bytes, torch.Tensor)):
+        return obj
+    if isinstance(obj, (np.ndarray, np.generic)):
+        arr = np.asarray(obj)
+        if not (arr.flags.c_contiguous and arr.flags.writeable):  # torch wants writable memory; scalars too
+            arr = np.array(arr, order="C")
+        if arr.dtype.hasobject:
+            raise TypeError("a numpy array of Python objects cannot be saved as plain data")
+        return {_TAG: "ndarray", "dtype": np.lib.format.dtype_to_descr(arr.dtype), "shape": list(arr.shape),
+                "scalar": isinstance(obj, np.generic), "data": torch.from_numpy(arr.reshape(-1).view(np.uint8))}
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_plain(v) for v in obj) if type(obj) in (list, tuple) else [to_plain(v) for v in obj]
+    raise TypeError(f"cannot save a {type(obj).__name__} as plain checkpoint data")
+
+
+def from_plain(obj):
+    """Inverse of to_plain: the numpy values back (as writable arrays over the loaded bytes, no copy)."""
+    if isinstance(obj, dict):
+        if obj.get(_TAG) == "ndarray":
+            dtype = np.lib.format.descr_to_dtype(obj["dtype"])
+            if dtype.hasobject:
+                raise RewindError("checkpoint holds an array of Python objects; refusing it")
+            arr = obj["data"].numpy().view(dtype).reshape(obj["shape"])
+            return arr[()] if obj["scalar"] else arr
+        return {k: from_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [from_plain(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(from_plain(v) for v in obj)
+    return obj
+
+
+def save_data(path: str | Path, obj) -> None:
+    """Write `obj` (tensors, numpy, plain containers) atomically as a torch file that loads weights_only."""
+    data = to_plain(obj)
+
+    def write(tmp):
+        try:
+            torch.save(data, tmp)
+        except RuntimeError as exc:  # torch's zip writer reports a full disk as a RuntimeError
+            raise OSError(28, str(exc).splitlines()[0][:120]) from None
+
+    atomic_write(path, write)
+
+
+def load_data(path: str | Path, what: str = "file", hint: str = "", mmap: bool = True):
+    """Load a file written by save_data with torch.load(weights_only=True): nothing in it can run.
+
+    A file that needs unpickling is refused with one line naming what it asked for (plus `hint`);
+    a truncated or garbled one with one line saying so.
+    """
+    import pickle
+
+    try:
+        # mmap: tensors (a replay of GBs) are paged in when used, so reading metadata is cheap.
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        asked = str(exc).split("Unsupported global:")[-1].split("was not")[0].strip().removeprefix("GLOBAL ")
+        raise RewindError(f"{what} {path} needs unpickling ({asked[:80] or 'not plain data'}), which can run "
+                          f"code; refused.{' ' + hint if hint else ''}") from None
+    except Exception as exc:  # torch raises many types for truncated/garbled files
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise RewindError(f"{what} {path} is corrupt or unreadable ({reason})") from None
+    try:
+        return from_plain(obj)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RewindError(f"{what} {path} is corrupt ({type(exc).__name__}: {str(exc)[:80]})") from None

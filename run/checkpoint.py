@@ -13,66 +13,20 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from rewind.errors import RewindError
-from rewind.files import atomic_write
+from rewind.files import from_plain, load_data, save_data, to_plain  # noqa: F401  (re-exported for callers)
 
 FORMAT = "rewind-checkpoint"
-_TAG = "__rewind_plain__"   # marks a dict that encodes a numpy value
-
-
-def to_plain(obj):
-    """`obj` with numpy arrays and scalars replaced by tagged dicts of tensors: loadable with weights_only."""
-    if obj is None or isinstance(obj, (bool, int, float, str, bytes, torch.Tensor)):
-        return obj
-    if isinstance(obj, (np.ndarray, np.generic)):
-        arr = np.asarray(obj)
-        if not (arr.flags.c_contiguous and arr.flags.writeable):  # torch wants writable memory; scalars too
-            arr = np.array(arr, order="C")
-        if arr.dtype.hasobject:
-            raise TypeError("a numpy array of Python objects cannot be saved as plain data")
-        return {_TAG: "ndarray", "dtype": np.lib.format.dtype_to_descr(arr.dtype), "shape": list(arr.shape),
-                "scalar": isinstance(obj, np.generic), "data": torch.from_numpy(arr.reshape(-1).view(np.uint8))}
-    if isinstance(obj, dict):
-        return {k: to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_plain(v) for v in obj) if type(obj) in (list, tuple) else [to_plain(v) for v in obj]
-    raise TypeError(f"cannot save a {type(obj).__name__} as plain checkpoint data")
-
-
-def from_plain(obj):
-    """Inverse of to_plain: the numpy values back (as writable arrays over the loaded bytes, no copy)."""
-    if isinstance(obj, dict):
-        if obj.get(_TAG) == "ndarray":
-            dtype = np.lib.format.descr_to_dtype(obj["dtype"])
-            if dtype.hasobject:
-                raise RewindError("checkpoint holds an array of Python objects; refusing it")
-            arr = obj["data"].numpy().view(dtype).reshape(obj["shape"])
-            return arr[()] if obj["scalar"] else arr
-        return {k: from_plain(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [from_plain(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(from_plain(v) for v in obj)
-    return obj
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    data = to_plain({"format": FORMAT, **state})
-
-    def write(tmp):
-        try:
-            torch.save(data, tmp)
-        except RuntimeError as exc:  # torch's zip writer reports a full disk as a RuntimeError
-            raise OSError(28, str(exc).splitlines()[0][:120]) from None
-
-    atomic_write(path, write)
+    save_data(path, {"format": FORMAT, **state})
 
 
 def convert_hint(path) -> str:
-    return f"if you wrote it with an older rewind and trust it, convert it: rewind convert-checkpoint {path} --trust"
+    return f"If you wrote it with an older rewind and trust it, convert it: rewind convert-checkpoint {path} --trust"
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -84,23 +38,10 @@ def load_checkpoint(path: str | Path) -> dict:
         raise RewindError(f"checkpoint {path} does not exist; give a run directory or its checkpoint.pt")
     if not path.is_file():
         raise RewindError(f"checkpoint {path} is not a file")
-    try:
-        # mmap: tensors (a replay of GBs) are paged in when used, so checking a run's metadata is cheap.
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except pickle.UnpicklingError as exc:
-        what = str(exc).split("Unsupported global:")[-1].split("was not")[0].strip().removeprefix("GLOBAL ")
-        raise RewindError(f"checkpoint {path} needs unpickling ({what[:80] or 'not plain data'}), which can run "
-                          f"code; refused. {convert_hint(path)}") from None
-    except Exception as exc:  # torch raises many types for truncated/garbled files
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise RewindError(f"checkpoint {path} is corrupt or unreadable ({reason}); "
-                          "use another checkpoint or start a new run") from None
+    state = load_data(path, "checkpoint", hint=convert_hint(path))
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise RewindError(f"{path} is not a rewind checkpoint")
-    try:
-        return from_plain(state)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise RewindError(f"checkpoint {path} is corrupt ({type(exc).__name__}: {str(exc)[:80]})") from None
+    return state
 
 
 def convert_checkpoint(path: str | Path, trust: bool) -> Path:
