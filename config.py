@@ -173,6 +173,8 @@ def load_yaml(name_or_path: str | Path) -> dict:
         raise RewindError(
             f"config {str(name_or_path)!r} not found; give a YAML path or a preset: {', '.join(preset_names())}"
         )
+    if not path.is_file():
+        raise RewindError(f"config {path} is a directory, not a YAML file; give a YAML file or a preset name")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

@@ -160,7 +160,11 @@ def save_data(path: str | Path, obj) -> None:
         try:
             torch.save(data, tmp)
         except RuntimeError as exc:  # torch's zip writer reports a full disk as a RuntimeError
-            raise OSError(28, str(exc).splitlines()[0][:120]) from None
+            import shutil
+            free = shutil.disk_usage(Path(tmp).parent).free
+            reason = (f"No space left on device ({free:,} bytes free)" if free < 2**20
+                      else str(exc).splitlines()[0][:120])
+            raise OSError(28, reason) from None
 
     atomic_write(path, write)
 

@@ -64,7 +64,7 @@ def run_state(out: Path, spec) -> str:
 
 def execute_run(spec_dict: dict, out: str) -> dict:
     """Worker entry point (local pool and Ray): run or resume one run, never raise."""
-    from rewind.files import atomic_write_json
+    from rewind.files import atomic_write_json, remove_stale_tmp
     from rewind.bench.suite import RunSpec, resolve_run, run_meta
 
     spec = RunSpec(**spec_dict)
@@ -83,6 +83,7 @@ def execute_run(spec_dict: dict, out: str) -> dict:
             shutil.rmtree(path)  # leftovers of a run killed before its first checkpoint
         path.mkdir(parents=True, exist_ok=True)
         (path / MARKER).write_text(spec.run_id + "\n")
+        remove_stale_tmp(path)  # temp files of a write that a kill interrupted (peers' files too)
         exp = resolve_run(spec)
         atomic_write_json(path / "run.json", run_meta(spec, exp))
         if not exp.run.torch_threads:

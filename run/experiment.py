@@ -68,8 +68,6 @@ def resolve(agent: str | None, env: str, config_file: str | None = None, overrid
     """Validate names and merge config layers; every problem is a one-line RewindError."""
     if seed < 0:
         raise RewindError(f"--seed must be >= 0, got {seed}")
-    if config_file and Path(config_file).is_dir():
-        raise RewindError(f"--config {config_file} is a directory; give a YAML file or a preset name")
     file_cfg = load_yaml(config_file) if config_file else {}
     for layer in (file_cfg, overrides or {}):
         unknown = set(layer) - set(SECTIONS)

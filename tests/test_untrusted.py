@@ -180,3 +180,39 @@ def test_a_symlink_inside_out_cannot_lead_the_suite_elsewhere(tmp_path):
     with pytest.raises(RewindError, match="outside"):
         run_suite(suite, out, workers=1)
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 1 MiB filesystem (tmpfs); skipped where mounting is not allowed."""
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_a_full_disk_at_checkpoint_time_is_one_line_and_the_previous_checkpoint_is_kept(tiny_disk, capsys):
+    logdir = tiny_disk / "run"
+    assert main(TRAIN + ["--steps", "100", "--logdir", str(logdir)]) == 0
+    before = (logdir / "checkpoint.pt").read_bytes()
+    filler = tiny_disk / "filler"
+    with open(filler, "wb", buffering=0) as f:  # fill the disk, then free room for the small files only
+        try:
+            while True:
+                f.write(b"\0" * 512)
+        except OSError:
+            pass
+        f.truncate(max(0, f.tell() - 16 * 4096))
+    assert len(before) > 16 * 4096  # the checkpoint cannot fit
+    capsys.readouterr()
+    assert main(TRAIN + ["--steps", "200", "--logdir", str(logdir), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("rewind: error: could not write") and "checkpoint.pt" in err[-1], err
+    assert "No space left" in err[-1] and len([e for e in err if "error" in e]) == 1
+    assert (logdir / "checkpoint.pt").read_bytes() == before
+    assert not list(logdir.glob(".*.tmp"))
+    assert load_checkpoint(logdir)["loop"]["step"] == 100
