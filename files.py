@@ -118,8 +118,8 @@ _TAG = "__rewind_plain__"   # marks a dict that encodes a numpy value
 
 def to_plain(obj):
     """`obj` with numpy arrays and scalars replaced by tagged dicts of tensors: loadable with weights_only."""
-    if obj is None or isinstance(obj, (bool, int, float, str, bytes, torch.Tensor)):
-        return obj
+    if obj is None or type(obj) in (bool, int, float, str, bytes) or isinstance(obj, torch.Tensor):
+        return obj  # exact types: an IntEnum or str subclass would pickle its class, which weights_only refuses
     if isinstance(obj, (np.ndarray, np.generic)):
         arr = np.asarray(obj)
         if not (arr.flags.c_contiguous and arr.flags.writeable):  # torch wants writable memory; scalars too
@@ -129,6 +129,9 @@ def to_plain(obj):
         return {_TAG: "ndarray", "dtype": np.lib.format.dtype_to_descr(arr.dtype), "shape": list(arr.shape),
                 "scalar": isinstance(obj, np.generic), "data": torch.from_numpy(arr.reshape(-1).view(np.uint8))}
     if isinstance(obj, dict):
+        bad = [k for k in obj if not (k is None or type(k) in (bool, int, float, str))]
+        if bad:
+            raise TypeError(f"cannot save a dict key of type {type(bad[0]).__name__} as plain checkpoint data")
         return {k: to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_plain(v) for v in obj) if type(obj) in (list, tuple) else [to_plain(v) for v in obj]

@@ -353,7 +353,8 @@ def run_suite(suite, out: str | Path, workers: int | None = None, ray_address: s
     stopped_by = "SIGTERM" if sigterm.received or any(r.get("stopped_by") == "SIGTERM" for r in interrupted) \
         else ("SIGINT" if interrupted else None)
     summary = {"runs": len(suite.runs), "skipped": n_done, "ran": len(results), "failed": failed,
-               "interrupted": interrupted, "stopped_by": stopped_by, "wall_s": time.perf_counter() - t0, "results": results}
+               "interrupted": interrupted, "stopped_by": stopped_by, "wall_s": time.perf_counter() - t0,
+               "results": results}
     for r in failed:
         _log(f"FAILED {r['run_id']}: {r['error']} (see {run_dir(out, r['run_id'])}/error.log)")
     return summary

@@ -16,6 +16,7 @@ import functools
 import types
 
 import numpy as np
+import torch
 
 from rewind.errors import RewindError
 
@@ -36,8 +37,10 @@ def _is_code(value) -> bool:
 def _encode(value, depth: int, seen: set):
     if depth > _MAX_DEPTH:
         raise _Unsaveable("too deep")
-    if value is None or isinstance(value, (bool, int, float, str, bytes, np.generic)):
+    if value is None or type(value) in (bool, int, float, str, bytes) or isinstance(value, (np.generic, torch.Tensor)):
         return ["v", value]
+    if isinstance(value, (torch.nn.Module, torch.optim.Optimizer)):  # e.g. the NAS env's shared weights
+        return ["torch", value.state_dict()]
     if isinstance(value, np.ndarray):
         if value.dtype.hasobject:
             raise _Unsaveable("object array")
@@ -55,13 +58,6 @@ def _encode(value, depth: int, seen: set):
             raise _Unsaveable("dict key")
         return ["dict", {k: _encode(v, depth + 1, seen) for k, v in value.items()}]
     module = type(value).__module__ or ""
-    if module.startswith("torch"):
-        import torch
-        if isinstance(value, torch.Tensor):
-            return ["v", value]
-        if isinstance(value, (torch.nn.Module, torch.optim.Optimizer)):
-            return ["torch", value.state_dict()]
-        raise _Unsaveable(type(value).__name__)
     if module.startswith("ale_py") and hasattr(value, "cloneState"):
         return ["ale", value.cloneState(include_rng=True).serialize()]
     if module.split(".")[0] in _WALKED:

@@ -253,7 +253,8 @@ def main(argv=None) -> int:
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps(result["summary"]))
     for r in rows:
-        print(f"{r['outcome']:9s} rc={r['rc']!s:4s} {r['case']}: {r['stderr'].splitlines()[-1] if r['stderr'] else ''}"[:160])
+        last = r["stderr"].splitlines()[-1] if r["stderr"] else ""
+        print(f"{r['outcome']:9s} rc={r['rc']!s:4s} {r['case']}: {last}"[:160])
     return 0
 
 
