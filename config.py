@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -28,6 +29,9 @@ def _type_name(tp) -> str:
 
 # YAML 1.1 (PyYAML) reads 1e-4 and 1e5 as strings: it wants a dot (1.0e-4). Accept them as numbers.
 _EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+_INT_MAX = 2**53   # beyond this a YAML float (1e99) is no longer an exact integer; no setting needs more
 
 
 def _coerce(value: Any, tp, where: str) -> Any:
@@ -68,10 +72,14 @@ def _coerce(value: Any, tp, where: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
             raise RewindError(f"{where} must be an integer, got {value!r}")
+        if abs(value) > _INT_MAX:
+            raise RewindError(f"{where} = {value!r} is out of range (at most {_INT_MAX:.3g} in size)")
         return int(value)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise RewindError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise RewindError(f"{where} must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -165,6 +173,8 @@ def load_yaml(name_or_path: str | Path) -> dict:
         raise RewindError(
             f"config {str(name_or_path)!r} not found; give a YAML path or a preset: {', '.join(preset_names())}"
         )
+    if not path.is_file():
+        raise RewindError(f"config {path} is a directory, not a YAML file; give a YAML file or a preset name")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

@@ -54,7 +54,9 @@ class Agent(abc.ABC):
         """Everything needed to resume exactly: networks, optimizers, counters, RNG states.
 
         Replay memory is not included; agents that have one expose it as ``self.replay``
-        (with its own state_dict) and the loop saves it when asked to.
+        (with its own state_dict) and the loop saves it when asked to. Data only: tensors, numpy
+        arrays and scalars, numbers, strings, bytes, lists/tuples/dicts of those (a Generator as
+        its ``bit_generator.state``), since checkpoints load with ``weights_only=True``.
         """
 
     @abc.abstractmethod

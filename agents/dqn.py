@@ -72,6 +72,17 @@ class DQNConfig:
             raise RewindError(f"agent.device must be auto, cpu or cuda[:N], got {self.device!r}")
         if not 0 <= self.gamma <= 1:
             raise RewindError("agent.gamma must be in [0, 1]")
+        if self.lr <= 0 or self.opt_eps <= 0 or self.width <= 0 or self.huber_delta <= 0:
+            raise RewindError("agent.lr, agent.opt_eps, agent.width and agent.huber_delta must be > 0")
+        if not 0 <= self.rmsprop_alpha < 1 or self.max_grad_norm < 0:
+            raise RewindError("agent.rmsprop_alpha must be in [0, 1) and agent.max_grad_norm >= 0")
+        if not 0 <= self.eps_end <= self.eps_start <= 1:
+            raise RewindError(f"agent.eps_start and agent.eps_end must be in [0, 1] with eps_start >= eps_end, "
+                              f"got {self.eps_start} and {self.eps_end}")
+        if self.learning_starts < 0 or self.eps_decay_steps < 0:
+            raise RewindError("agent.learning_starts and agent.eps_decay_steps must be >= 0")
+        if any(h < 1 for h in self.hidden):
+            raise RewindError(f"agent.hidden sizes must be >= 1, got {list(self.hidden)}")
 
 
 def learning_due(steps: int, cfg) -> bool:

@@ -18,6 +18,9 @@ line. `EBU` subclasses SB3's `DQN`, so policies, exploration, target syncing
 Loss and clipping follow SB3's DQN (smooth L1, `max_grad_norm`), not rewind's DQN config.
 `n_steps` must stay 1 (EBU's backward sweep replaces n-step returns). The queue of
 precomputed targets is not saved: after `load` the next update samples a fresh episode.
+`save_replay_buffer` / `load_replay_buffer` write and read the episodic replay as data
+(torch.load with weights_only), never as SB3's pickle. (SB3's model `.zip` itself still
+unpickles some entries on `load`: load models only from sources you trust.)
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from rewind.buffers.episodic import EpisodicReplayBuffer
 from rewind.errors import RewindError
 
 __all__ = ["EBU", "EpisodicSB3Buffer"]
+
+REPLAY_FORMAT = "rewind-sb3-ebu-replay"
 
 
 class EpisodicSB3Buffer(ReplayBuffer):
@@ -77,6 +82,19 @@ class EpisodicSB3Buffer(ReplayBuffer):
         self.pos += 1
         if self.pos == self.buffer_size:
             self.full, self.pos = True, 0
+
+    def state_dict(self) -> dict:
+        """The buffer as data (arrays and numbers): what `EBU.save_replay_buffer` writes instead of a pickle."""
+        return {"pos": self.pos, "full": self.full, "buffer_size": self.buffer_size, "n_envs": self.n_envs,
+                "storages": [s.state_dict() for s in self.storages]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if (state["buffer_size"], state["n_envs"]) != (self.buffer_size, self.n_envs):
+            raise RewindError(f"saved EBU replay has {state['n_envs']} env(s) x {state['buffer_size']} slots; this "
+                              f"model has {self.n_envs} x {self.buffer_size}")
+        for storage, saved in zip(self.storages, state["storages"]):
+            storage.load_state_dict(saved)
+        self.pos, self.full = int(state["pos"]), bool(state["full"])
 
     def truncate_last_trajectory(self) -> None:
         """End every running episode as truncated (SB3 resets the envs at a new `learn()`)."""
@@ -255,6 +273,27 @@ class EBU(DQN):
         return super().learn(total_timesteps=total_timesteps, callback=callback, log_interval=log_interval,
                              tb_log_name=tb_log_name, reset_num_timesteps=reset_num_timesteps,
                              progress_bar=progress_bar)
+
+    def save_replay_buffer(self, path) -> None:
+        """Write the episodic replay as data (tensors and numbers), never a pickle; `load_replay_buffer` reads it."""
+        from rewind.files import save_data
+
+        save_data(path, {"format": REPLAY_FORMAT, **self.replay_buffer.state_dict()})
+
+    def load_replay_buffer(self, path, truncate_last_traj: bool = True) -> None:
+        """Read a replay written by `save_replay_buffer` with torch.load(weights_only=True): nothing in it runs.
+
+        SB3's own format is a pickle, which can run code; such a file is refused with one line.
+        """
+        from rewind.files import load_data
+
+        state = load_data(path, "EBU replay", hint="EBU replays are written by EBU.save_replay_buffer",
+                          mmap=False)
+        if not isinstance(state, dict) or state.get("format") != REPLAY_FORMAT:
+            raise RewindError(f"{path} is not an EBU replay written by EBU.save_replay_buffer")
+        self.replay_buffer.load_state_dict(state)
+        if truncate_last_traj:
+            self.replay_buffer.truncate_last_trajectory()
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_queue_env", "_queue_idx", "_queue_y", "_ebu_rng"]

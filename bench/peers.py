@@ -235,15 +235,15 @@ def run_peer(spec, exp, logdir: str | Path, resume: bool = False) -> dict:
             # SB3 checks its budget only between rollouts of train_freq steps: stop exactly here
             return not stop["flag"] and n < run.steps
 
-    def on_sigint(signum, frame):
+    def on_sigint(signum, frame):  # Ctrl-C or SIGTERM: checkpoint at the next step
         if stop["flag"]:
             raise KeyboardInterrupt
-        stop["flag"] = True
+        stop["flag"] = signal.Signals(signum).name
 
     try:
-        previous = signal.signal(signal.SIGINT, on_sigint)
+        previous = {s: signal.signal(s, on_sigint) for s in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread
-        previous = None
+        previous = {}
     try:
         remaining = run.steps - model.num_timesteps
         if remaining > 0:
@@ -254,10 +254,11 @@ def run_peer(spec, exp, logdir: str | Path, resume: bool = False) -> dict:
         checkpoint(step)
     finally:
         writer.close()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     returns = [e for e in model.ep_info_buffer] if model.ep_info_buffer else []
-    summary = {"steps": int(model.num_timesteps), "episodes": state["episodes"], "interrupted": stop["flag"],
+    summary = {"steps": int(model.num_timesteps), "episodes": state["episodes"], "interrupted": bool(stop["flag"]),
+               "stopped_by": stop["flag"] or None,
                "return_mean_100": float(np.mean([e["r"] for e in returns])) if returns else float("nan"),
                "last_eval": state["evals"][-1] if state["evals"] else None, "notes": notes}
     atomic_write_json(logdir / "summary.json", summary)

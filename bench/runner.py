@@ -29,10 +29,14 @@ from pathlib import Path
 from rewind.errors import RewindError
 
 STATUS = "status.json"
+MARKER = ".rewind-bench-run"   # written in every run folder the runner creates; it deletes no other folder
 
 
 def run_dir(out: Path, run_id: str) -> Path:
-    return Path(out) / "runs" / run_id
+    """The run's folder, checked to lie inside `out` after resolving links (a label is never a path)."""
+    from rewind.files import inside
+
+    return inside(Path(out) / "runs" / run_id, out, f"run folder of {run_id}")
 
 
 def read_status(path: Path) -> dict | None:
@@ -64,7 +68,7 @@ def run_state(out: Path, spec) -> str:
 
 def execute_run(spec_dict: dict, out: str) -> dict:
     """Worker entry point (local pool and Ray): run or resume one run, never raise."""
-    from rewind.files import atomic_write_json
+    from rewind.files import atomic_write_json, remove_stale_tmp
     from rewind.bench.suite import RunSpec, resolve_run, run_meta
 
     spec = RunSpec(**spec_dict)
@@ -80,8 +84,12 @@ def execute_run(spec_dict: dict, out: str) -> dict:
             result.update(state="done", skipped=True)
             return result
         if state == "new" and path.exists():
+            if not (path / MARKER).is_file() or path.is_symlink():
+                raise RewindError(f"{path} exists but was not created by rewind bench; move it out of --out")
             shutil.rmtree(path)  # leftovers of a run killed before its first checkpoint
         path.mkdir(parents=True, exist_ok=True)
+        (path / MARKER).write_text(spec.run_id + "\n")
+        remove_stale_tmp(path)  # temp files of a write that a kill interrupted (peers' files too)
         exp = resolve_run(spec)
         atomic_write_json(path / "run.json", run_meta(spec, exp))
         if not exp.run.torch_threads:
@@ -96,6 +104,7 @@ def execute_run(spec_dict: dict, out: str) -> dict:
             from rewind.run.experiment import run_experiment
             summary = run_experiment(exp, path, resume=state == "resume", progress=False)
         result["state"] = "interrupted" if summary.get("interrupted") else "done"
+        result["stopped_by"] = summary.get("stopped_by")
         if result["state"] == "done":
             evals = json.loads((path / "evaluations.json").read_text()) if (path / "evaluations.json").exists() else []
             write_result(out, spec.run_id, run_meta(spec, exp), evals, summary, time.perf_counter() - t0,
@@ -287,9 +296,48 @@ def _run_ray(todo: list, out: Path, ray) -> list[dict]:
     return results
 
 
+class _SigtermAsCtrlC:
+    """SIGTERM (batch schedulers, containers) stops a suite as Ctrl-C does: workers checkpoint, exit 143.
+
+    Local pool workers get a SIGINT (their loops finish the step and checkpoint); the harness
+    process stops waiting as on Ctrl-C. With one worker, the loop's own handler takes SIGTERM.
+    """
+
+    def __init__(self):
+        self.received = False
+
+    def __enter__(self):
+        import signal
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        import multiprocessing as mp
+        import signal
+        self.received = True
+        for child in mp.active_children():
+            try:
+                os.kill(child.pid, signal.SIGINT)
+            except OSError:
+                pass
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        import signal
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
 def run_suite(suite, out: str | Path, workers: int | None = None, ray_address: str | None = None) -> dict:
     """Run every unfinished run of `suite` into `out`; returns counts and per-run results."""
-    out = Path(out)
+    from rewind.files import writable_dir
+
+    out = writable_dir(out, "--out")
+    for spec in suite.runs:  # every folder the suite would write, checked before anything is touched
+        run_dir(out, spec.run_id)
     ray = check_ray(ray_address) if ray_address else None  # unreachable cluster: fail before touching out
     prepare_out(out, suite)
     states = {s.run_id: run_state(out, s) for s in suite.runs}
@@ -305,16 +353,20 @@ def run_suite(suite, out: str | Path, workers: int | None = None, ray_address: s
         for name in (STATUS, "run.json"):
             (run_dir(out, spec.run_id) / name).unlink(missing_ok=True)
     t0 = time.perf_counter()
-    if not todo:
-        results = []
-    elif ray is not None:
-        results = _run_ray(todo, out, ray)
-    else:
-        results = _run_local(todo, out, workers or _default_workers(suite))
+    with _SigtermAsCtrlC() as sigterm:
+        if not todo:
+            results = []
+        elif ray is not None:
+            results = _run_ray(todo, out, ray)
+        else:
+            results = _run_local(todo, out, workers or _default_workers(suite))
     failed = [r for r in results if r["state"] == "failed"]
     interrupted = [r for r in results if r["state"] == "interrupted"]
+    stopped_by = "SIGTERM" if sigterm.received or any(r.get("stopped_by") == "SIGTERM" for r in interrupted) \
+        else ("SIGINT" if interrupted else None)
     summary = {"runs": len(suite.runs), "skipped": n_done, "ran": len(results), "failed": failed,
-               "interrupted": interrupted, "wall_s": time.perf_counter() - t0, "results": results}
+               "interrupted": interrupted, "stopped_by": stopped_by, "wall_s": time.perf_counter() - t0,
+               "results": results}
     for r in failed:
         _log(f"FAILED {r['run_id']}: {r['error']} (see {run_dir(out, r['run_id'])}/error.log)")
     return summary

@@ -28,6 +28,7 @@ import yaml
 from rewind.config import merge, to_dict
 from rewind.bench.peers import PEERS, check_peer
 from rewind.errors import RewindError
+from rewind.files import plain_name
 
 SUITE_DIR = Path(__file__).resolve().parent / "suites"
 SUITE_KEYS = {"name", "description", "agents", "envs", "seeds", "config", "resources", "scores", "report"}
@@ -109,6 +110,7 @@ def _agent_entries(raw) -> dict[str, dict]:
         if not isinstance(spec, dict) or "agent" not in spec or set(spec) - {"agent", "config", "sb3"}:
             raise RewindError(f"suite agents.{label}: give an agent name or {{agent: NAME, config: {{...}}, "
                               f"sb3: {{...}}}}, got {spec!r}")
+        plain_name(label, "suite agents: label")  # it becomes a folder name under --out
         out[str(label)] = {"agent": str(spec["agent"]), "config": _sections(spec.get("config"), f"agents.{label}"),
                            "sb3": dict(spec.get("sb3") or {})}
         if out[str(label)]["sb3"] and spec["agent"] not in PEERS:
@@ -126,8 +128,10 @@ def _sections(cfg, where: str) -> dict:
 
 def _env_entries(raw) -> dict[str, dict]:
     if isinstance(raw, list) and raw:
-        return {str(e): {} for e in raw}
+        raw = {e: {} for e in raw}
     if isinstance(raw, dict) and raw:
+        for e in raw:  # its slug becomes a folder name under --out
+            plain_name(env_slug(str(e)), f"suite envs: {str(e)!r} gives the folder name")
         return {str(e): _sections(c, f"envs.{e}") for e, c in raw.items()}
     raise RewindError("suite `envs:` must be a non-empty list of env names (or a mapping env -> config)")
 
@@ -137,11 +141,11 @@ def _seeds(raw) -> list[int]:
         raise RewindError("suite `seeds:` must be a count or a list of integers")
     if isinstance(raw, int) and raw >= 1:
         return list(range(raw))
-    if isinstance(raw, list) and raw and all(isinstance(s, int) and not isinstance(s, bool) for s in raw):
+    if isinstance(raw, list) and raw and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in raw):
         if len(set(raw)) != len(raw):
             raise RewindError("suite `seeds:` lists a seed twice")
         return list(raw)
-    raise RewindError(f"suite `seeds:` must be a count >= 1 or a list of integers, got {raw!r}")
+    raise RewindError(f"suite `seeds:` must be a count >= 1 or a list of integers >= 0, got {raw!r}")
 
 
 def _resources(raw) -> tuple[float, float]:

@@ -14,6 +14,8 @@ metadata (action, reward, flags, episode start), not 2 x 4 stacked frames.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -26,6 +28,25 @@ def to_device(array: np.ndarray, device) -> torch.Tensor:
     if torch.device(device).type != "cuda":
         return tensor
     return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def check_memory(capacity: int, frame_shape: tuple, obs_dtype, action_shape: tuple, action_dtype) -> int:
+    """Bytes a full replay will take; RewindError with the estimate if this machine's RAM cannot hold it.
+
+    np.zeros maps pages lazily, so an impossible buffer would otherwise start and be killed hours later.
+    """
+    per_slot = (int(np.prod(frame_shape, dtype=np.int64)) * np.dtype(obs_dtype).itemsize
+                + int(np.prod(action_shape, dtype=np.int64)) * np.dtype(action_dtype).itemsize
+                + 4 + 4 + 8 + 8)   # reward, four flags, episode start, episodic ring (upper bound)
+    need = int(capacity) * per_slot
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return need
+    if need > ram:
+        raise RewindError(f"a replay of {capacity:,} transitions needs about {need / 2**30:.1f} GiB when full; this "
+                          f"machine has {ram / 2**30:.1f} GiB of RAM: lower agent.buffer_size")
+    return need
 
 
 class ReplayStorage:
@@ -48,6 +69,7 @@ class ReplayStorage:
         if action_dtype is None:
             action_dtype = np.uint8 if (n_actions is not None and n_actions <= 255) else np.int64
         n = self.capacity
+        check_memory(n, self.frame_shape, obs_dtype, action_shape, action_dtype)
         # np.zeros maps pages lazily: a 1M-frame Atari buffer costs memory only as it fills.
         self.frames = np.zeros((n, *self.frame_shape), dtype=obs_dtype)
         self.actions = np.zeros((n, *action_shape), dtype=action_dtype)

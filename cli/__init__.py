@@ -21,13 +21,21 @@ COMMANDS: list[str] = [
     "rewind.cli.bench",       # rewind bench run|report|list
     "rewind.cli.compress",    # rewind compress CHECKPOINT --prune 0.9 --bits 5
     "rewind.cli.distill",     # rewind distill TEACHER --student SIZE
+    "rewind.cli.convert_checkpoint",  # rewind convert-checkpoint OLD.pt --trust
 ]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (which command, what is wrong, where help is), exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"rewind: error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from rewind import __version__
 
-    parser = argparse.ArgumentParser(prog="rewind", description="rewind: EBU, DQN, ENAS and curriculum agents "
+    parser = OneLineParser(prog="rewind", description="rewind: EBU, DQN, ENAS and curriculum agents "
                                      "behind one interface. `rewind COMMAND --help` explains each command.")
     parser.add_argument("--version", action="version", version=f"rewind {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -40,7 +40,7 @@ def _cmd_run(args) -> int:
           f"skipped as finished, {n_failed} failed, {n_int} interrupted", file=sys.stderr)
     if n_int:
         print("rewind bench: re-run the same command to resume", file=sys.stderr)
-        return 130
+        return 143 if result.get("stopped_by") == "SIGTERM" else 130
     if not args.no_report:
         try:
             build_report(args.out, reps=args.reps)

@@ -91,13 +91,15 @@ def format_table(report: dict) -> str:
 def run(args) -> int:
     import torch
 
-    from rewind.files import atomic_write_json
+    from rewind.files import atomic_write_json, writable_file
     from rewind.transfer.compress import CompressConfig, compress_checkpoint
 
     if args.threads < 1:
         raise RewindError("--threads must be >= 1")
     if args.episodes < 0:
         raise RewindError("--episodes must be >= 0")
+    if args.seed < 0 or args.eval_seed < 0:
+        raise RewindError("--seed and --eval-seed must be >= 0")
     torch.set_num_threads(args.threads)
     cfg = CompressConfig(prune=args.prune, conv_prune=args.conv_prune, output_prune=args.output_prune,
                          prune_mode=args.prune_mode, bits=args.bits,
@@ -107,6 +109,7 @@ def run(args) -> int:
     out = Path(args.out) if args.out else default_out(args.checkpoint)
     if out.suffix == ".json":
         raise RewindError("--out is the model file; the JSON summary is written beside it")
+    writable_file(out, "--out")
     report = compress_checkpoint(args.checkpoint, out, cfg, episodes=args.episodes, eval_seed=args.eval_seed,
                                  progress=not args.no_progress)
     atomic_write_json(out.with_suffix(".json"), report)

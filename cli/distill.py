@@ -55,8 +55,13 @@ def run(args) -> int:
     from rewind.run.loop import eval_seed, evaluate
     from rewind.config import parse_set
 
+    from rewind.files import writable_dir
     from rewind.transfer.distill_setup import prepare
 
+    if args.seed < 0:
+        raise RewindError(f"--seed must be >= 0, got {args.seed}")
+    if args.logdir is not None:
+        writable_dir(args.logdir, "--logdir")
     job = prepare(args.teacher, args.student, args.loss, args.experience, args.steps, args.seed,
                   parse_set(args.set), args.env)
     exp, teacher, tmeta = job["exp"], job["teacher"], job["teacher_meta"]

@@ -31,12 +31,18 @@ def _cmd_eval(args) -> int:
         raise RewindError("--episodes must be >= 1")
     if args.threads is not None and args.threads < 1:
         raise RewindError("--threads must be >= 1")
+    if args.epsilon is not None and not 0.0 <= args.epsilon <= 1.0:
+        raise RewindError(f"--epsilon is a probability: it must be in [0, 1], got {args.epsilon}")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise RewindError(f"--max-steps must be >= 1, got {args.max_steps}")
+    if args.seed < 0:
+        raise RewindError(f"--seed must be >= 0, got {args.seed}")
     agent, env, meta = load_agent(args.checkpoint)
     run = meta.get("run", {})
     torch.set_num_threads(args.threads or run.get("torch_threads") or 1)
     run_eps, run_max_steps = eval_protocol(meta)
     eps = args.epsilon if args.epsilon is not None else run_eps
-    max_steps = args.max_steps or run_max_steps
+    max_steps = args.max_steps if args.max_steps is not None else run_max_steps
     result = evaluate(agent, env, args.episodes, eps, max_steps, seed=args.seed)
     print(f"{meta['agent']} on {meta['env']}: {args.episodes} episodes, epsilon {eps}")
     print("episode  return")

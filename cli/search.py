@@ -82,11 +82,16 @@ def run(args) -> int:
     from rewind.controllers.search_spaces import SPACES, load_arch_json, make_space
     from rewind.envs.nas import NASEnvConfig
     from rewind.envs.nas_data import load_nas_data
+    from rewind.files import writable_dir
 
     if args.space not in SPACES:
         raise RewindError(f"unknown search space {args.space!r}; choose from: {', '.join(SPACES)}")
     if args.strategy not in STRATEGIES:
         raise RewindError(f"unknown strategy {args.strategy!r}; choose from: {', '.join(STRATEGIES)}")
+    if args.seed < 0:
+        raise RewindError(f"--seed must be >= 0, got {args.seed}")
+    if args.threads < 1:
+        raise RewindError(f"--threads must be >= 1, got {args.threads}")
     settings = load_settings(args)
     space = make_space(args.space, **settings["space"])
     agent_cfg = from_dict(ENASControllerConfig, settings["agent"], "agent")
@@ -104,11 +109,17 @@ def run(args) -> int:
                          progress=not args.no_progress)
         print(json.dumps(result, indent=1))
         return 0
+    writable_dir(logdir, "--logdir")
     if not args.resume and (logdir / "checkpoint.pt").exists():
         raise RewindError(f"{logdir} already holds a search; pass --resume to continue it or another --logdir")
     result = run_search(space, data, strategy=args.strategy, agent_cfg=agent_cfg, env_cfg=env_cfg,
                         search_cfg=search_cfg, seed=args.seed, logdir=logdir, resume=args.resume,
                         progress=not args.no_progress, do_retrain=search_cfg.retrain_epochs > 0)
+    if result.get("interrupted"):
+        import sys
+        print(f"rewind: search stopped by {result['stopped_by']} after {result['rewards']} rewards, checkpoint in "
+              f"{logdir}; continue with the same command plus --resume", file=sys.stderr)
+        return 143 if result["stopped_by"] == "SIGTERM" else 130
     print(space.describe(space.encode(result["arch"]["arch"])))
     keys = [k for k in ("search_seconds", "derive_best_score", "valid_accuracy", "test_accuracy",
                         "valid_perplexity", "test_perplexity", "retrain_seconds") if k in result]

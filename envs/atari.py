@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 
 import gymnasium as gym
 
@@ -104,6 +105,20 @@ class LifeLossTerminal(gym.Wrapper):
         return obs, info
 
 
+_NOTED: set[str] = set()
+
+
+def _has_noop(env, game: str) -> bool:
+    """False for games whose minimal action set has no NOOP (backgammon, video_checkers): their no-op starts
+    are skipped, with a one-line note, since gymnasium's preprocessing needs action 0 to be NOOP."""
+    if env.unwrapped.get_action_meanings()[0] == "NOOP":
+        return True
+    if game not in _NOTED:
+        _NOTED.add(game)
+        print(f"rewind: note: {game} has no NOOP action; its episodes start without no-op starts", file=sys.stderr)
+    return False
+
+
 def make_atari(game: str, config: AtariConfig | None = None, *, training: bool = True,
                render_mode: str | None = None) -> gym.Env:
     """An ALE game with DQN preprocessing. `training=False` drops life-loss terminals and clipping."""
@@ -115,6 +130,7 @@ def make_atari(game: str, config: AtariConfig | None = None, *, training: bool =
                    full_action_space=cfg.full_action_space, max_num_frames_per_episode=cfg.max_episode_frames,
                    render_mode=render_mode)
     noop_max = cfg.noop_max if (cfg.noop_in_training or not training) else 0
+    noop_max = noop_max if _has_noop(env, game) else 0
     env = gym.wrappers.AtariPreprocessing(env, noop_max=noop_max, frame_skip=cfg.frame_skip,
                                           screen_size=cfg.screen_size, grayscale_obs=cfg.grayscale)
     env = gym.wrappers.RecordEpisodeStatistics(env)

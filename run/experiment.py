@@ -14,9 +14,9 @@ from pathlib import Path
 import yaml
 
 from rewind.agents import agent_class, make_agent
-from rewind.files import atomic_write_text
+from rewind.files import atomic_write_text, writable_dir
 from rewind.run.checkpoint import load_checkpoint
-from rewind.run.loop import RunConfig, seed_everything, train
+from rewind.run.loop import RunConfig, check_growth, seed_everything, train
 from rewind.config import from_dict, load_yaml, merge, to_dict
 from rewind.envs import env_config_class, env_kind, make_env, make_vector_env
 from rewind.errors import RewindError
@@ -66,6 +66,8 @@ class Experiment:
 def resolve(agent: str | None, env: str, config_file: str | None = None, overrides: dict | None = None,
             steps: int | None = None, seed: int = 0) -> Experiment:
     """Validate names and merge config layers; every problem is a one-line RewindError."""
+    if seed < 0:
+        raise RewindError(f"--seed must be >= 0, got {seed}")
     file_cfg = load_yaml(config_file) if config_file else {}
     for layer in (file_cfg, overrides or {}):
         unknown = set(layer) - set(SECTIONS)
@@ -74,12 +76,15 @@ def resolve(agent: str | None, env: str, config_file: str | None = None, overrid
     agent = agent or file_cfg.get("algo") or "dqn"
     cls = agent_class(agent)
     env_kind(env)  # unknown env -> clear error before anything else
+    check_agent_fits_env(agent, cls, env)
     cfg = merge(merge(default_preset(agent, env), file_cfg), overrides or {})
     agent_cfg = from_dict(cls.Config, cfg.get("agent"), "agent") if cls.Config is not None else None
     env_cls = env_config_class(env)
     env_cfg = from_dict(env_cls, cfg.get("env"), "env") if env_cls is not None else dict(cfg.get("env") or {})
     run_dict = dict(cfg.get("run") or {})
     if steps is not None:
+        if "steps" in run_dict:  # --steps wins, but a wrong run.steps in a config is still an error
+            from_dict(RunConfig, {"steps": run_dict["steps"]}, "run")
         run_dict["steps"] = steps
     run = from_dict(RunConfig, run_dict, "run")
     curriculum = cfg.get("curriculum") or None
@@ -88,6 +93,22 @@ def resolve(agent: str | None, env: str, config_file: str | None = None, overrid
             raise RewindError("config section curriculum: needs `name:` and optional `options:` only")
         curriculum = {"name": str(curriculum["name"]), "options": dict(curriculum.get("options") or {})}
     return Experiment(agent, env, agent_cfg, env_cfg, run, seed, curriculum)
+
+
+def check_agent_fits_env(name: str, cls, env: str) -> None:
+    """Bandit learners need a rewind/bandit-* env, and those envs need a bandit learner: refuse other pairs."""
+    from rewind.agents import AGENTS
+    from rewind.agents.bandit import BanditAgent
+
+    bandit_env = env.startswith("rewind/bandit-")
+    if issubclass(cls, BanditAgent) == bandit_env:
+        return
+    if bandit_env:
+        learners = sorted(n for n in AGENTS if n != name and AGENTS[n].startswith("rewind.agents.bandit"))
+        raise RewindError(f"{env} is a contextual bandit; agent {name!r} is not a bandit learner: use one of "
+                          f"{', '.join(learners)}")
+    raise RewindError(f"agent {name!r} is a contextual-bandit learner; it needs a rewind/bandit-* env "
+                      f"(`rewind envs --kind rewind`), not {env}")
 
 
 def frames_per_step(exp: Experiment) -> int:
@@ -119,11 +140,11 @@ def run_experiment(exp: Experiment, logdir: str | Path | None, resume: bool = Fa
                    on_start=None) -> dict:
     """Build env and agent, then train. Refuses to overwrite an existing run without --resume.
 
-    `on_start()` is called once the logdir checks passed (the CLI prints its banner there, so
-    a refused run shows only its error line).
+    `on_start()` is called once every check passed and env and agent are built (the CLI prints its
+    banner there), so a refused run shows only its error line and leaves no folder behind.
     """
     if logdir is not None:
-        logdir = Path(logdir)
+        logdir = writable_dir(logdir, "--logdir")
         ckpt = logdir / "checkpoint.pt"
         if resume:
             if not ckpt.exists():
@@ -131,12 +152,8 @@ def run_experiment(exp: Experiment, logdir: str | Path | None, resume: bool = Fa
             _check_resume(logdir, exp)
         elif ckpt.exists():
             raise RewindError(f"{logdir} already holds a run; add --resume to continue it or choose another --logdir")
-        logdir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(logdir / "config.yaml", yaml.safe_dump(exp.meta(), sort_keys=False))
     elif resume:
         raise RewindError("--resume needs --logdir")
-    if on_start is not None:
-        on_start()
     if progress is not None:
         exp.run.progress = progress
     seed_everything(exp.seed)
@@ -154,6 +171,13 @@ def run_experiment(exp: Experiment, logdir: str | Path | None, resume: bool = Fa
     eval_env = make_env(exp.env, exp.env_config, training=False, seed=exp.seed + 1)
     spaces = eval_env if exp.run.num_envs > 1 else env   # a vector env's spaces are batched
     agent = make_agent(exp.agent, spaces, to_dict(exp.agent_config) if exp.agent_config else None, seed=exp.seed)
+    check_growth(agent, exp.run)
+    # every check passed: only now the run's folder appears and the banner is printed
+    if logdir is not None:
+        logdir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(logdir / "config.yaml", yaml.safe_dump(exp.meta(), sort_keys=False))
+    if on_start is not None:
+        on_start()
     summary = train(agent, env, exp.run, eval_env=eval_env, logdir=logdir, seed=exp.seed, resume=resume,
                     meta=exp.meta(), frames_per_step=frames_per_step(exp))
     if logdir is not None:
@@ -182,12 +206,12 @@ def run_or_resume(exp: Experiment, logdir: str | Path, progress: bool | None = N
 
 
 def exit_status(summary: dict) -> int:
-    """130 with a resume hint for a run stopped by Ctrl-C, else 0: how every training command ends."""
+    """130 (Ctrl-C) or 143 (SIGTERM) with a resume hint for a stopped run, else 0: how every training command ends."""
     import sys
 
     if summary["interrupted"]:
         print("rewind: continue with the same command plus --resume", file=sys.stderr)
-        return 130
+        return 143 if summary.get("stopped_by") == "SIGTERM" else 130
     return 0
 
 

@@ -8,7 +8,6 @@ exact resume (agent, replay, env state and every RNG are saved together).
 from __future__ import annotations
 
 import dataclasses
-import pickle
 import random
 import signal
 import time
@@ -20,10 +19,14 @@ import torch
 
 from rewind.agents.base import Agent
 from rewind.run.runlog import RunLogger
-from rewind.files import atomic_write_json
+from rewind.files import atomic_write_json, remove_stale_tmp
 from rewind.run.checkpoint import load_checkpoint, save_checkpoint
 from rewind.envs import find_wrapper
+from rewind.envs.state import env_state, set_env_state
 from rewind.errors import RewindError
+
+
+MAX_STEPS = 10**12   # env steps of one run; far beyond any real run, it catches run.steps=1e99
 
 
 @dataclasses.dataclass
@@ -47,8 +50,10 @@ class RunConfig:
                                     # steps over all envs
 
     def validate(self):
-        if self.steps < 1:
-            raise RewindError("run.steps must be >= 1")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise RewindError(f"run.steps must be in [1, {MAX_STEPS:.0e}], got {self.steps}")
+        if not 0.0 <= self.eval_epsilon <= 1.0 or self.eval_max_steps < 1:
+            raise RewindError("run.eval_epsilon must be in [0, 1] and run.eval_max_steps >= 1")
         if self.num_envs < 1:
             raise RewindError(f"run.num_envs must be >= 1, got {self.num_envs}")
         for name in ("eval_every", "checkpoint_every", "eval_episodes", "log_every", "torch_threads"):
@@ -67,18 +72,28 @@ class RunConfig:
             raise RewindError(f"run.grow_at ({self.grow_at}) is after the end of the run (run.steps {self.steps})")
 
 
-def snapshot_env(env) -> bytes:
-    """The env's state for a checkpoint; a vector env's sub-envs (its own env_fns are closures)."""
-    return pickle.dumps(env.envs if isinstance(env, gym.vector.SyncVectorEnv) else env)
+def check_growth(agent: Agent, run: RunConfig) -> None:
+    if run.grow_at and not callable(getattr(agent, "grow", None)):
+        raise RewindError(f"run.grow_at: agent {type(agent).__name__} cannot grow its networks (Net2Net needs "
+                          "dqn, ebu or ebu-adaptive)")
 
 
-def restore_env(env, data: bytes):
-    """The env to continue with: the saved one, or for a vector env the same one with its sub-envs restored."""
-    saved = pickle.loads(data)
+def snapshot_env(env) -> dict | None:
+    """The env's state as plain data (rewind.envs.state); a vector env's sub-env by sub-env (its own
+    env_fns are closures). None: some part is not data, and the run resumes with fresh episodes."""
     if isinstance(env, gym.vector.SyncVectorEnv):
-        env.envs[:] = saved
-        return env
-    return saved
+        states = [env_state(e) for e in env.envs]
+        return None if any(s is None for s in states) else {"vector": states}
+    return env_state(env)
+
+
+def restore_env(env, data: dict) -> None:
+    """Write a snapshot_env() state back into a freshly built env of the same kind."""
+    if isinstance(env, gym.vector.SyncVectorEnv):
+        for sub, state in zip(env.envs, data["vector"]):
+            set_env_state(sub, state)
+    else:
+        set_env_state(env, data)
 
 
 def per_env_infos(info: dict, done: np.ndarray) -> list[dict]:
@@ -145,27 +160,34 @@ def evaluate(agent: Agent, env: gym.Env, episodes: int = 10, epsilon: float = 0.
 
 
 class _StopFlag:
-    """First Ctrl-C asks the loop to checkpoint and stop at the next step; a second one aborts."""
+    """First Ctrl-C or SIGTERM asks the loop to checkpoint and stop at the next step; a second one aborts.
+
+    Batch schedulers and containers stop jobs with SIGTERM, so it is handled like Ctrl-C;
+    `signum` says which came (the CLI exits 130 for SIGINT, 143 for SIGTERM).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.stop = False
-        self._previous = None
+        self.signum = None
+        self._previous = {}
 
     def __enter__(self):
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         except ValueError:  # not the main thread: no handler, Ctrl-C behaves as usual
-            self._previous = None
+            self._previous = {}
         return self
 
     def _handle(self, signum, frame):
         if self.stop:
             raise KeyboardInterrupt
-        self.stop = True
+        self.stop, self.signum = True, signum
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
 
 
 def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env: gym.Env | None = None,
@@ -174,17 +196,15 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
     """Run `agent` in `env` for run.steps env steps; returns a summary dict.
 
     With a logdir: TensorBoard events, `evaluations.json` and `checkpoint.pt` go there.
-    resume=True continues from logdir/checkpoint.pt (the env continues too, when it could
-    be pickled). `meta` (agent/env names and configs) is stored in checkpoints.
+    resume=True continues from logdir/checkpoint.pt (the env continues too, when its state is
+    plain data: rewind.envs.state). `meta` (agent/env names and configs) is stored in checkpoints.
     """
     run = run or RunConfig()
     logdir = Path(logdir) if logdir is not None else None
     ckpt_path = logdir / "checkpoint.pt" if logdir is not None else None
     if run.torch_threads:
         torch.set_num_threads(run.torch_threads)
-    if run.grow_at and not callable(getattr(agent, "grow", None)):
-        raise RewindError(f"run.grow_at: agent {type(agent).__name__} cannot grow its networks (Net2Net needs "
-                          "dqn, ebu or ebu-adaptive)")
+    check_growth(agent, run)
     vector = isinstance(env, gym.vector.VectorEnv)
     if vector and eval_env is None:
         raise RewindError("a vector env needs a separate eval_env (evaluation plays one env)")
@@ -193,6 +213,8 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
 
     step, episodes, evals = 0, 0, []
     obs = None
+    if logdir is not None:
+        remove_stale_tmp(logdir)  # temp files of a write that a kill interrupted
     if resume:
         if ckpt_path is None or not ckpt_path.exists():
             raise RewindError(f"nothing to resume: {ckpt_path} does not exist")
@@ -203,7 +225,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
         loop = state["loop"]
         step, episodes, evals = loop["step"], loop["episodes"], loop["evals"]
         if loop.get("env") is not None:
-            env = restore_env(env, loop["env"])
+            restore_env(env, loop["env"])
             obs = loop["obs"]
         set_rng_states(loop["rng"])
     if obs is None:
@@ -215,15 +237,12 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
         if ckpt_path is None:
             return
         replay = getattr(agent, "replay", None)
-        try:
-            env_bytes = snapshot_env(env)
-        except Exception:  # an env that cannot be pickled resumes with a fresh episode
-            env_bytes = None
+        env_data = snapshot_env(env)  # None: an env whose state is not plain data resumes with a fresh episode
         save_checkpoint(ckpt_path, {
             "meta": meta or {},
             "agent": agent.state_dict(),
             "replay": replay.state_dict() if (run.save_buffer and replay is not None) else None,
-            "loop": {"step": step, "episodes": episodes, "evals": evals, "obs": obs, "env": env_bytes,
+            "loop": {"step": step, "episodes": episodes, "evals": evals, "obs": obs, "env": env_data,
                      "rng": rng_states()},
         })
 
@@ -268,7 +287,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
     recent_returns: list[float] = []
     last_metrics: dict = {}
     t_last, s_last = time.perf_counter(), step
-    interrupted = False
+    interrupted, stopped_by = False, None
     try:
         with _StopFlag() as flag:
             while vector and step < run.steps:
@@ -299,6 +318,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
                     checkpoint()
                 if flag.stop:
                     interrupted = True
+                    stopped_by = signal.Signals(flag.signum).name if flag.signum else None
                     break
             while not vector and step < run.steps:
                 action = agent.act(obs)
@@ -327,6 +347,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
                     checkpoint()
                 if flag.stop:
                     interrupted = True
+                    stopped_by = signal.Signals(flag.signum).name if flag.signum else None
                     break
             if not interrupted and (not evals or evals[-1]["step"] != step):
                 do_eval() if run.eval_episodes else None
@@ -337,6 +358,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
         "steps": step,
         "episodes": episodes,
         "interrupted": interrupted,
+        "stopped_by": stopped_by,   # "SIGINT" / "SIGTERM" when a signal stopped the run
         "return_mean_100": float(np.mean(recent_returns)) if recent_returns else float("nan"),
         "last_eval": evals[-1] if evals else None,
     }

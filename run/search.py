@@ -12,6 +12,7 @@ tested. The run checkpoints atomically at every phase boundary and resumes from 
 from __future__ import annotations
 
 import dataclasses
+import signal
 import time
 from pathlib import Path
 
@@ -23,7 +24,8 @@ import torch.nn.functional as F
 from rewind.agents.base import Agent
 from rewind.files import atomic_write_json, atomic_write_text
 from rewind.run.checkpoint import load_checkpoint, save_checkpoint
-from rewind.run.loop import rng_states, seed_everything, set_rng_states
+from rewind.files import remove_stale_tmp
+from rewind.run.loop import _StopFlag, rng_states, seed_everything, set_rng_states
 from rewind.run.runlog import RunLogger
 from rewind.controllers.enas_controller import ENASController, ENASControllerConfig
 from rewind.controllers.search_spaces import SearchSpace
@@ -156,6 +158,7 @@ def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: E
 
     stop_after: leave after this many rewards of this process at the next phase boundary,
     with a checkpoint, and return None (a pre-emptible job; resume=True continues it).
+    Ctrl-C or SIGTERM: finish the reward, checkpoint, and return {"interrupted": True, "stopped_by": ...}.
     """
     env_cfg = env_cfg or NASEnvConfig()
     search_cfg = search_cfg or SearchConfig()
@@ -167,11 +170,15 @@ def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: E
     logdir = Path(logdir) if logdir is not None else None
     ckpt = logdir / "checkpoint.pt" if logdir is not None else None
     step, elapsed, history = 0, 0.0, []
+    if logdir is not None:
+        remove_stale_tmp(logdir)  # temp files of a write that a kill interrupted
     if resume:
         if ckpt is None or not ckpt.exists():
             raise RewindError(f"nothing to resume in {logdir}: no checkpoint.pt (start without --resume)")
         state = load_checkpoint(ckpt)
-        meta = state["meta"]
+        meta = state.get("meta") or {}
+        if not {"space", "params", "strategy", "seed"} <= set(meta) or "env" not in state:
+            raise RewindError(f"{ckpt} is not a search checkpoint (a `rewind train` run?); use another --logdir")
         if (meta["space"], meta["params"], meta["strategy"], meta["seed"]) != (
                 space.name, space.params(), strategy, seed):
             raise RewindError(f"{ckpt} was written by a different search ({meta['space']} {meta['params']}, "
@@ -197,35 +204,39 @@ def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: E
     if search_cfg.time_budget > 0:   # the cosine schedule follows whichever budget runs out first
         env.progress = lambda: (time.perf_counter() - t_start) / search_cfg.time_budget
     try:
-        while step < total and not done:
-            obs, _ = env.reset()
-            action = agent.act(obs)
-            _, reward, term, trunc, info = env.step(action)
-            agent.observe(obs, action, reward, obs, term, trunc, info)
-            metrics = agent.update()
-            step += 1
-            log.scalars("search", {"reward": reward}, step)
-            if metrics:
-                log.scalars("controller", metrics, step)
-            if "child" in info:
-                log.scalars("child", {k: v for k, v in info["child"].items() if k != "phase"}, step)
-            if step % log_every == 0:
-                log.text("arch/sampled", space.describe(action), step)
-            if log.bar is not None:
-                log.bar.update(1)
+        with _StopFlag() as flag:
+            while step < total and not done:
+                obs, _ = env.reset()
+                action = agent.act(obs)
+                _, reward, term, trunc, info = env.step(action)
+                agent.observe(obs, action, reward, obs, term, trunc, info)
+                metrics = agent.update()
+                step += 1
+                log.scalars("search", {"reward": reward}, step)
                 if metrics:
-                    log.bar.set_postfix(reward=f"{metrics['reward']:.3f}", baseline=f"{metrics['baseline']:.3f}",
-                                        entropy=f"{metrics['entropy']:.2f}")
-            elapsed = time.perf_counter() - t_start
-            out_of_time = search_cfg.time_budget > 0 and elapsed >= search_cfg.time_budget
-            if step % env_cfg.controller_steps == 0 or out_of_time or step == total:
-                history.append({"step": step, "phase": env.phase, "elapsed": elapsed,
-                                "reward_mean_last": float(reward), **(metrics or {}),
-                                "done": bool(out_of_time or step == total)})
-                done = history[-1]["done"]
-                checkpoint(done)
-                if stop_after is not None and step - start_step >= stop_after and not done:
-                    return None
+                    log.scalars("controller", metrics, step)
+                if "child" in info:
+                    log.scalars("child", {k: v for k, v in info["child"].items() if k != "phase"}, step)
+                if step % log_every == 0:
+                    log.text("arch/sampled", space.describe(action), step)
+                if log.bar is not None:
+                    log.bar.update(1)
+                    if metrics:
+                        log.bar.set_postfix(reward=f"{metrics['reward']:.3f}", baseline=f"{metrics['baseline']:.3f}",
+                                            entropy=f"{metrics['entropy']:.2f}")
+                elapsed = time.perf_counter() - t_start
+                out_of_time = search_cfg.time_budget > 0 and elapsed >= search_cfg.time_budget
+                if step % env_cfg.controller_steps == 0 or out_of_time or step == total:
+                    history.append({"step": step, "phase": env.phase, "elapsed": elapsed,
+                                    "reward_mean_last": float(reward), **(metrics or {}),
+                                    "done": bool(out_of_time or step == total)})
+                    done = history[-1]["done"]
+                    checkpoint(done)
+                    if stop_after is not None and step - start_step >= stop_after and not done:
+                        return None
+                if flag.stop and not done:
+                    checkpoint(False)
+                    return {"interrupted": True, "rewards": step, "stopped_by": signal.Signals(flag.signum).name}
     finally:
         log.close()
     search_seconds = elapsed

@@ -151,3 +151,15 @@ def test_minatar_channel_first_uint8():
             if term or trunc:
                 obs, _ = env.reset()
     assert make_env("minatar-space_invaders", None, seed=0).observation_space.shape[1:] == (10, 10)
+
+
+@pytest.mark.parametrize("game", ["backgammon", "video_checkers"])
+def test_a_game_without_noop_makes_and_plays_with_no_op_starts_skipped(game, capsys):
+    env = make_env(game, None, seed=0)
+    assert env.unwrapped.get_action_meanings()[0] != "NOOP"  # the case gymnasium's no-op starts refuse
+    obs, _ = env.reset(seed=0)
+    for a in range(8):
+        obs, *_ = env.step(a % env.action_space.n)
+    assert obs.shape == env.observation_space.shape
+    make_env(game, None, seed=1)
+    assert capsys.readouterr().err.count("has no NOOP action") <= 1  # one note per game, not per env

@@ -113,6 +113,35 @@ def test_killed_suite_resumes_without_redoing_finished_runs(tmp_path):
     assert [e["step"] for e in evals] == [500, 1000, 1500, 2000]     # the curve before the kill is kept
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_stops_a_suite_like_ctrl_c_with_a_checkpoint_and_exit_143(tmp_path, workers):
+    """Batch schedulers stop jobs with SIGTERM: the running runs checkpoint, the suite exits 143."""
+    raw = {"name": "term", "agents": {"dqn": "dqn"}, "envs": ["CartPole-v1"], "seeds": [0],
+           "config": {"agent": {"learning_starts": 50, "hidden": [16]},
+                      "run": {"steps": 1_000_000, "eval_every": 0, "eval_episodes": 1, "checkpoint_every": 200}}}
+    path, out = write_suite(tmp_path, raw), tmp_path / "out"
+    cmd = [sys.executable, "-m", "rewind.cli.bench", "run", str(path), "--out", str(out), "--workers", str(workers),
+           "--no-report"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    run = out / "runs" / "dqn" / "CartPole-v1" / "s0"
+    try:
+        deadline = time.time() + 120
+        while not (run / "checkpoint.pt").exists():
+            assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "slow"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)  # to the harness only, as a scheduler does
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "re-run the same command" in err
+    assert status(out, "dqn/CartPole-v1/s0")["state"] == "interrupted"  # a rerun resumes it (test above)
+    from rewind.run.checkpoint import load_checkpoint
+    assert load_checkpoint(run)["loop"]["step"] >= 200
+    assert not list(run.glob(".*.tmp"))
+
+
 def test_failing_run_is_reported_and_the_others_finish(tmp_path, capsys):
     # CartPole has no `bogus` option: gymnasium rejects it when the run builds its env
     raw = {"name": "fail", "agents": {"dqn": "dqn"}, "seeds": [0],

@@ -72,7 +72,9 @@ def test_stop_and_resume_ends_with_exactly_the_uninterrupted_parameters(tmp_path
     assert not [p for p in full.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_sigint_checkpoints_exits_130_and_resume_reaches_the_same_parameters(tmp_path):
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_checkpoints_exits_and_resume_reaches_the_same_parameters(tmp_path, sig, code):
+    """Ctrl-C (130) and SIGTERM from a batch scheduler or container (143) stop the same way."""
     logdir = tmp_path / "run"
     cmd = ["rewind", "train", "--env", "CartPole-v1", "--steps", "1000000", "--seed", "3", "--logdir", str(logdir),
            "--no-progress"] + [x for s in SETTINGS for x in ("--set", s)]
@@ -84,12 +86,12 @@ def test_sigint_checkpoints_exits_130_and_resume_reaches_the_same_parameters(tmp
             assert proc.poll() is None, proc.communicate()[1]
             assert time.monotonic() < deadline, "no checkpoint after 60 s"
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "Traceback" not in err and "--resume" in err
     assert "interrupted at step" in out
     stopped = final_state(logdir)["loop"]["step"]

@@ -123,3 +123,28 @@ def test_bad_arguments_are_clear_errors():
         EBU("MlpPolicy", maze(), n_steps=3)
     with pytest.raises(RewindError, match="Discrete action"):
         EBU("MlpPolicy", "Pendulum-v1")
+
+
+def test_sb3_ebu_replay_is_saved_as_data_and_a_pickled_one_is_refused(tmp_path):
+    import pickle
+
+    m = model(maze())
+    m.learn(300)
+    m.save_replay_buffer(tmp_path / "replay.pt")
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(tmp_path / "replay.pt") == []
+    other = model(maze())
+    other.load_replay_buffer(tmp_path / "replay.pt", truncate_last_traj=False)
+    a, b = m.replay_buffer.storages[0], other.replay_buffer.storages[0]
+    assert b.num_episodes == a.num_episodes > 0 and b.total == a.total
+    np.testing.assert_array_equal(b.frames[:b.total], a.frames[:a.total])
+    assert (other.replay_buffer.pos, other.replay_buffer.full) == (m.replay_buffer.pos, m.replay_buffer.full)
+    marker = tmp_path / "PWNED"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "sb3.pkl").write_bytes(pickle.dumps({"buffer": Payload()}))  # what SB3's pickle format allows
+    with pytest.raises(RewindError, match="refused"):
+        other.load_replay_buffer(tmp_path / "sb3.pkl")
+    assert not marker.exists()
