@@ -21,6 +21,7 @@ COMMANDS: list[str] = [
     "rewind.cli.bench",       # rewind bench run|report|list
     "rewind.cli.compress",    # rewind compress CHECKPOINT --prune 0.9 --bits 5
     "rewind.cli.distill",     # rewind distill TEACHER --student SIZE
+    "rewind.cli.tune",        # rewind tune --agent dqn --env minatar-breakout --trials 20 --study DIR
 ]
 
 

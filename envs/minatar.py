@@ -11,7 +11,7 @@ import dataclasses
 import gymnasium as gym
 import numpy as np
 
-from rewind.errors import RewindError
+from rewind.errors import require
 
 GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
 
@@ -57,10 +57,7 @@ class ChannelFirstUint8(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
 def make_minatar(name: str, config: MinAtarConfig | None = None, render_mode=None) -> gym.Env:
     cfg = config or MinAtarConfig()
     game = resolve_minatar_id(name)
-    try:
-        from minatar.gym import BaseEnv
-    except ImportError:
-        raise RewindError("MinAtar is not installed: pip install 'rewind-rl[minatar]'") from None
+    BaseEnv = require("minatar.gym", "minatar", "MinAtar").BaseEnv
     env = BaseEnv(game, render_mode=render_mode, use_minimal_action_set=cfg.minimal_action_set,
                   sticky_action_prob=cfg.sticky_action_prob, difficulty_ramping=cfg.difficulty_ramping)
     env = ChannelFirstUint8(env)

@@ -116,11 +116,11 @@ def _check_resume(logdir: Path, exp: Experiment) -> None:
 
 
 def run_experiment(exp: Experiment, logdir: str | Path | None, resume: bool = False, progress: bool | None = None,
-                   on_start=None) -> dict:
+                   on_start=None, on_eval=None) -> dict:
     """Build env and agent, then train. Refuses to overwrite an existing run without --resume.
 
     `on_start()` is called once the logdir checks passed (the CLI prints its banner there, so
-    a refused run shows only its error line).
+    a refused run shows only its error line). `on_eval(result)` is called after every evaluation.
     """
     if logdir is not None:
         logdir = Path(logdir)
@@ -148,7 +148,7 @@ def run_experiment(exp: Experiment, logdir: str | Path | None, resume: bool = Fa
     eval_env = make_env(exp.env, exp.env_config, training=False, seed=exp.seed + 1)
     agent = make_agent(exp.agent, env, to_dict(exp.agent_config) if exp.agent_config else None, seed=exp.seed)
     summary = train(agent, env, exp.run, eval_env=eval_env, logdir=logdir, seed=exp.seed, resume=resume,
-                    meta=exp.meta(), frames_per_step=frames_per_step(exp))
+                    meta=exp.meta(), frames_per_step=frames_per_step(exp), on_eval=on_eval)
     if logdir is not None:
         atomic_write_text(logdir / "summary.json", json.dumps(summary, indent=1, default=float))
     return summary

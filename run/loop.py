@@ -7,6 +7,7 @@ exact resume (agent, replay, env state and every RNG are saved together).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pickle
 import random
@@ -20,6 +21,7 @@ import torch
 
 from rewind.agents.base import Agent
 from rewind.run.runlog import RunLogger
+from rewind.run.video import recording, require_encoder, videos_in
 from rewind.files import atomic_write_json
 from rewind.run.checkpoint import load_checkpoint, save_checkpoint
 from rewind.envs import find_wrapper
@@ -42,11 +44,13 @@ class RunConfig:
     widen: float = 1.0              # ... widening every hidden layer by this factor (>= 1)
     deepen: int = 0                 # ... and adding this many identity layers after the last hidden one
     grow_noise: float = 0.0         # ... with this relative noise on new units (0: function kept exactly)
+    video_every: int = 0            # env steps between MP4s of the evaluation episodes (0: none; needs rewind-rl[video])
+    track: str = ""                 # Weights & Biases project to mirror the logs to ("": off; needs rewind-rl[wandb])
 
     def validate(self):
         if self.steps < 1:
             raise RewindError("run.steps must be >= 1")
-        for name in ("eval_every", "checkpoint_every", "eval_episodes", "log_every", "torch_threads"):
+        for name in ("eval_every", "checkpoint_every", "eval_episodes", "log_every", "torch_threads", "video_every"):
             if getattr(self, name) < 0:
                 raise RewindError(f"run.{name} must be >= 0")
         if self.log_every == 0:
@@ -110,6 +114,14 @@ def evaluate(agent: Agent, env: gym.Env, episodes: int = 10, epsilon: float = 0.
             "length_mean": float(np.mean(lengths)), "returns": returns}
 
 
+def video_folder(run: RunConfig, logdir: Path | None, step: int, evals: list[dict]) -> Path | None:
+    """Where this evaluation's videos go (logdir/videos/step-N), or None: one video set per run.video_every steps."""
+    if not run.video_every or logdir is None:
+        return None
+    last = max((e["step"] // run.video_every for e in evals if e.get("video")), default=0)
+    return logdir / "videos" / f"step-{step}" if step // run.video_every > last else None
+
+
 class _StopFlag:
     """First Ctrl-C asks the loop to checkpoint and stop at the next step; a second one aborts."""
 
@@ -136,12 +148,13 @@ class _StopFlag:
 
 def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env: gym.Env | None = None,
           logdir: str | Path | None = None, seed: int = 0, resume: bool = False, meta: dict | None = None,
-          frames_per_step: int = 1) -> dict:
+          frames_per_step: int = 1, on_eval=None) -> dict:
     """Run `agent` in `env` for run.steps env steps; returns a summary dict.
 
     With a logdir: TensorBoard events, `evaluations.json` and `checkpoint.pt` go there.
     resume=True continues from logdir/checkpoint.pt (the env continues too, when it could
-    be pickled). `meta` (agent/env names and configs) is stored in checkpoints.
+    be pickled). `meta` (agent/env names and configs) is stored in checkpoints. `on_eval(result)` sees
+    every evaluation (`rewind tune` reports it to Optuna, whose pruning raises out of the loop).
     """
     run = run or RunConfig()
     logdir = Path(logdir) if logdir is not None else None
@@ -191,18 +204,27 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
 
     def do_eval():
         target = eval_env if eval_env is not None else env
-        result = evaluate(agent, target, run.eval_episodes, run.eval_epsilon, run.eval_max_steps,
-                          seed=eval_seed(seed))
+        folder = video_folder(run, logdir, step, evals)
+        with (recording(target, folder) if folder else contextlib.nullcontext(target)) as played:
+            result = evaluate(agent, played, run.eval_episodes, run.eval_epsilon, run.eval_max_steps,
+                              seed=eval_seed(seed))
         result.update(step=step, frames=step * frames_per_step, episodes=episodes)
+        if folder:
+            result["video"] = str(folder)
+            log.text("video", "\n".join(str(v) for v in videos_in(folder)), step)
         evals.append(result)
         log.scalars("eval", {k: v for k, v in result.items() if k != "returns"}, step)
         if logdir is not None:
             atomic_write_json(logdir / "evaluations.json", evals)
+        if on_eval is not None:
+            on_eval(result)
         if eval_env is None:  # evaluation played in the training env: start a fresh episode
             return env.reset()[0]
         return None
 
-    log = RunLogger(logdir, run.steps, step, run.progress)
+    if run.video_every:
+        require_encoder()
+    log = RunLogger(logdir, run.steps, step, run.progress, track=run.track or None, config=meta)
     recent_returns: list[float] = []
     last_metrics: dict = {}
     t_last, s_last = time.perf_counter(), step
@@ -225,8 +247,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
                     episodes += 1
                     ep_return = float(np.asarray(info["episode"]["r"]))
                     recent_returns = (recent_returns + [ep_return])[-100:]
-                    log.scalars("episode", {"return": ep_return, "length": float(np.asarray(info["episode"]["l"]))},
-                                step)
+                    log.episode(step, ep_return, int(np.asarray(info["episode"]["l"])))
                     log.scalars("train", agent.live_metrics(), step)
                 if isinstance(info.get("curriculum"), dict):
                     log.scalars("curriculum", info["curriculum"], step)
@@ -238,6 +259,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
                     t_last, s_last = now, step
                     log.scalars("train", {**last_metrics, **agent.live_metrics()}, step)
                     log.scalars("perf", {"steps_per_s": rate}, step)
+                    log.row(step)
                     postfix = {"sps": f"{rate:.0f}"}
                     if recent_returns:
                         postfix["ret100"] = f"{np.mean(recent_returns):.2f}"
