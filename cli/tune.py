@@ -44,8 +44,9 @@ def register(sub) -> None:
                    help="fix one setting for every trial, e.g. run.eval_every=10000 (repeatable)")
     p.add_argument("--sampler", default="tpe", choices=["tpe", "random"], help="Optuna sampler (default: tpe)")
     p.add_argument("--pruner", default="median",
-                   help="median (Optuna's MedianPruner), none, or below:VALUE (prune a trial whose evaluation "
-                        "return is below VALUE) (default: median)")
+                   help="median (Optuna's MedianPruner: a trial whose evaluation return is below the median of "
+                        "earlier trials at the same step, judged after the first third of its steps), none, or "
+                        "below:VALUE (prune a trial whose evaluation return is below VALUE) (default: median)")
     p.add_argument("--startup-trials", type=int, default=5,
                    help="trials sampled at random and never pruned before TPE and pruning start (default: 5)")
     p.add_argument("--seed", type=int, default=0, help="seed of every trial's run and of the sampler (default: 0)")

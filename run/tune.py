@@ -118,11 +118,13 @@ def samplers(name: str, seed: int, startup: int):
     raise RewindError(f"unknown sampler {name!r}; choose tpe or random")
 
 
-def pruners(spec: str, startup: int):
-    """'median' (Optuna's MedianPruner after `startup` trials and one evaluation), 'none', or 'below:X'."""
+def pruners(spec: str, startup: int, warmup: int = 0):
+    """'median', 'none' or 'below:X'. The median pruner (the RL Zoo's) waits for `startup` finished trials
+    and judges a trial only at evaluations after `warmup` env steps (the RL Zoo: a third of the trial),
+    since early evaluations of every config are near-random."""
     optuna = require("optuna", "tune", "rewind tune")
     if spec == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=0)
+        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
     if spec == "none":
         return optuna.pruners.NopPruner()
     if spec.startswith("below:"):
@@ -133,10 +135,13 @@ def pruners(spec: str, startup: int):
     raise RewindError(f"unknown pruner {spec!r}; choose median, none or below:VALUE (prune below an eval return)")
 
 
-def prepare(study_dir: str | Path, spec: StudySpec) -> Path:
-    """Create STUDY/study.yaml, or check that an existing study was started with the same settings."""
+def prepare(study_dir: str | Path, spec: StudySpec) -> tuple[Path, int]:
+    """Create STUDY/study.yaml, or check that an existing study was started with the same settings.
+
+    Returns the study folder and the env steps of a trial.
+    """
     study_dir = Path(study_dir)
-    resolve(spec.agent, spec.env, None, merge(spec.config, first_point(spec.space)), spec.steps, spec.seed)
+    exp = resolve(spec.agent, spec.env, None, merge(spec.config, first_point(spec.space)), spec.steps, spec.seed)
     path = study_dir / STUDY_FILE
     mine = dataclasses.asdict(spec)
     if path.exists():
@@ -148,7 +153,7 @@ def prepare(study_dir: str | Path, spec: StudySpec) -> Path:
     else:
         study_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, yaml.safe_dump(mine, sort_keys=False))
-    return study_dir
+    return study_dir, exp.run.steps
 
 
 def load_study(study_dir: Path, sampler=None, pruner=None, storage: str | None = None):
@@ -233,7 +238,7 @@ def write_best(study, study_dir: Path, spec: StudySpec) -> Path | None:
 
 
 def work(study_dir: str | Path, spec: StudySpec, trials: int, sampler: str = "tpe", pruner: str = "median",
-         startup: int = 5, worker: int = 0, storage: str | None = None, threads: int = 1) -> None:
+         startup: int = 5, worker: int = 0, storage: str | None = None, threads: int = 1, warmup: int = 0) -> None:
     """One worker: run trials until the study holds `trials` finished (complete or pruned) ones."""
     import warnings
 
@@ -242,8 +247,8 @@ def work(study_dir: str | Path, spec: StudySpec, trials: int, sampler: str = "tp
     optuna = require("optuna", "tune", "rewind tune")
     torch.set_num_threads(threads)
     study_dir = Path(study_dir)
-    study = load_study(study_dir, samplers(sampler, spec.seed + 1000 * worker, startup), pruners(pruner, startup),
-                       storage)
+    study = load_study(study_dir, samplers(sampler, spec.seed + 1000 * worker, startup),
+                       pruners(pruner, startup, warmup), storage)
     with warnings.catch_warnings():   # a worker killed earlier: its trial is failed (and retried)
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
@@ -271,16 +276,17 @@ def tune(study_dir: str | Path, spec: StudySpec, trials: int, workers: int = 1, 
     """Run (or resume) a study with `workers` local processes sharing its storage; returns the study."""
     require("optuna", "tune", "rewind tune")
     samplers(sampler, 0, startup), pruners(pruner, startup)     # bad names: one line, before anything runs
-    study_dir = prepare(study_dir, spec)
+    study_dir, steps = prepare(study_dir, spec)
+    warmup = steps // 3
     study = load_study(study_dir, storage=storage)
     requeue_interrupted(study)
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_work_quietly, args=(study_dir, spec, trials, sampler, pruner, startup, i, storage,
-                                                     threads)) for i in range(1, workers)]
+                                                     threads, warmup)) for i in range(1, workers)]
     for p in procs:
         p.start()
     try:
-        work(study_dir, spec, trials, sampler, pruner, startup, 0, storage, threads)
+        work(study_dir, spec, trials, sampler, pruner, startup, 0, storage, threads, warmup)
     finally:
         for p in procs:
             p.join()
