@@ -59,7 +59,7 @@ def register(sub) -> None:
 
 def _cmd_tune(args) -> int:
     from rewind.config import load_yaml, merge, parse_set
-    from rewind.run.tune import StudySpec, finished_trials, load_space, tune
+    from rewind.run.tune import StudySpec, finished_trials, load_space, prepare, pruners, samplers, tune
 
     for name in ("trials", "workers", "threads"):
         if getattr(args, name) < 1:
@@ -70,6 +70,8 @@ def _cmd_tune(args) -> int:
     fixed.pop("algo", None)
     spec = StudySpec(agent=args.agent, env=args.env, space=load_space(args.agent, args.space), config=fixed,
                      steps=args.steps, seed=args.seed)
+    samplers(args.sampler, 0, args.startup_trials), pruners(args.pruner, args.startup_trials)
+    prepare(args.study, spec)   # every problem is one line before the banner
     print(f"rewind: tuning {args.agent} on {args.env}: {args.trials} trials, {args.workers} worker(s) -> {args.study}",
           file=sys.stderr)
     t0 = time.perf_counter()
