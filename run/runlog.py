@@ -83,6 +83,7 @@ class RunLogger:
         self._csv: dict[str, CsvLog] = {}
         self._start = start
         self._row: dict = {}
+        self._row_step: int | None = None   # a closed row waits for scalars of its own step (the evaluation)
         self.t0 = time.time()
         if self.logdir is not None:   # both files exist from the start, in every run directory
             self.t0 -= self._table("episodes.csv").last("time")
@@ -101,6 +102,8 @@ class RunLogger:
     def scalars(self, prefix: str, values: dict, step: int) -> None:
         if self.writer is None:
             return
+        if self._row_step is not None and step > self._row_step:
+            self._flush()
         for key, value in values.items():
             if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
                 self.writer.add_scalar(f"{prefix}/{key}", float(value), step)
@@ -116,11 +119,17 @@ class RunLogger:
                                            "time": round(time.time() - self.t0, 3)})
 
     def row(self, step: int) -> None:
-        """Close a log interval: one row of progress.csv with the scalars logged since the last row."""
+        """Close a log interval: one row of progress.csv with the scalars logged since the last row (and those
+        logged later at this same step, such as an evaluation; it is written when a later step comes)."""
         if self.writer is None:
             return
-        self._table("progress.csv").write({"step": step, "time": round(time.time() - self.t0, 3), **self._row})
-        self._row = {}
+        self._flush()
+        self._row_step, self._row_time = step, round(time.time() - self.t0, 3)
+
+    def _flush(self) -> None:
+        if self._row_step is not None:
+            self._table("progress.csv").write({"step": self._row_step, "time": self._row_time, **self._row})
+            self._row, self._row_step = {}, None
 
     def text(self, tag: str, text: str, step: int) -> None:
         if self.writer is not None:
@@ -134,6 +143,7 @@ class RunLogger:
 
     def close(self) -> None:
         if self.writer is not None:
+            self._flush()
             self.writer.close()
         if self.bar is not None:
             self.bar.close()
