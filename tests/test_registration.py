@@ -31,6 +31,11 @@ assert obs.shape == (2, 4, 84, 84), obs.shape
 vec.step(np.zeros(2, dtype=np.int64))
 vec = gym.make_vec("breakout", 2, vectorization_mode="sync", training=False, frame_stack=1)
 assert vec.reset(seed=0)[0].shape == (2, 84, 84)
+import importlib.util
+if importlib.util.find_spec("minatar") is not None:
+    assert gym.make_vec("minatar-breakout", 2).reset(seed=0)[0].shape == (2, 4, 10, 10)
+    assert gym.make("MinAtar/Breakout-v1").reset(seed=0)[0].shape == (10, 10, 4)   # MinAtar's own id, raw
+assert gym.make_vec("rewind/maze-d20-v0", 2).reset(seed=0)[0].shape[0] == 2
 print("ok")
 """
 
