@@ -21,11 +21,11 @@ import torch
 
 from rewind.agents.base import Agent
 from rewind.run.runlog import RunLogger
-from rewind.run.video import recording, require_encoder, videos_in
+from rewind.run.video import recording, videos_in
 from rewind.files import atomic_write_json
 from rewind.run.checkpoint import load_checkpoint, save_checkpoint
 from rewind.envs import find_wrapper
-from rewind.errors import RewindError
+from rewind.errors import RewindError, require
 
 
 @dataclasses.dataclass
@@ -64,6 +64,10 @@ class RunConfig:
             raise RewindError("Net2Net growth needs both run.grow_at (--grow-at) and run.widen > 1 or run.deepen > 0")
         if self.grow_at > self.steps:
             raise RewindError(f"run.grow_at ({self.grow_at}) is after the end of the run (run.steps {self.steps})")
+        if self.video_every:   # optional packages: one line now, not a traceback at the first evaluation
+            require("moviepy", "video", "run.video_every (videos)")
+        if self.track:
+            require("wandb", "wandb", "--track (Weights & Biases)")
 
 
 def seed_everything(seed: int) -> None:
@@ -222,8 +226,6 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
             return env.reset()[0]
         return None
 
-    if run.video_every:
-        require_encoder()
     log = RunLogger(logdir, run.steps, step, run.progress, track=run.track or None, config=meta)
     recent_returns: list[float] = []
     last_metrics: dict = {}
