@@ -97,3 +97,15 @@ def test_minatar_fails_check_env_only_on_its_own_reset_seeding(game):
         warnings.simplefilter("ignore")
         with pytest.raises(AssertionError, match="random number generator to have been generated given a seed"):
             check_env(env, skip_render_check=True)
+
+
+@pytest.mark.parametrize("name", ["breakout", "minatar-space_invaders"])
+def test_curriculum_stacks_are_recreatable_from_their_spec(name):
+    pytest.importorskip("minatar") if "minatar" in name else None
+    from rewind.controllers.curriculum_env import CurriculumWrapper, wrap_with_curriculum
+
+    env = wrap_with_curriculum(name, make_env(name), "tscl-window", {"seed": 0})
+    again = env.spec.make()
+    assert isinstance(again, CurriculumWrapper) and type(again.env) is type(env.env)
+    assert again.tasks == env.tasks and again.teacher is not env.teacher   # a copy of the teacher, not the same
+    np.testing.assert_array_equal(np.asarray(again.reset(seed=1)[0]), np.asarray(env.reset(seed=1)[0]))
