@@ -71,3 +71,13 @@ def test_a_study_refuses_other_settings_and_bad_input_in_one_line(tmp_path, caps
                  str(tmp_path / "typo.yaml")]) == 2
     err = capsys.readouterr().err
     assert "did you mean agent.lr" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("agent", ["dqn", "ebu"])
+def test_shipped_search_spaces_name_real_config_keys(tmp_path, agent):
+    from rewind.run.tune import StudySpec, load_space, prepare
+
+    space = load_space(agent)
+    assert space and all(key.startswith("agent.") for key in space)
+    _, steps = prepare(tmp_path, StudySpec(agent, "minatar-breakout", space, {}, 25_000))   # validates every key
+    assert steps == 25_000
