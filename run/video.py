@@ -12,6 +12,7 @@ import contextlib
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 
 from rewind.envs import find_wrapper
 from rewind.errors import RewindError, require
@@ -46,11 +47,27 @@ def recording(env: gym.Env, folder: str | Path, prefix: str = "eval"):
     copy = rendering_copy(env)
     skip = getattr(find_wrapper(copy, gym.wrappers.AtariPreprocessing), "frame_skip", 1)
     fps = max(1, round(copy.metadata.get("render_fps", 30) / skip))   # real-time playback of agent steps
-    rec = gym.wrappers.RecordVideo(copy, str(folder), episode_trigger=lambda _: True, name_prefix=prefix, fps=fps)
+    rec = gym.wrappers.RecordVideo(VideoFrames(copy), str(folder), episode_trigger=lambda _: True, name_prefix=prefix,
+                                   fps=fps)
     try:
         yield rec
     finally:
         rec.close()
+
+
+class VideoFrames(gym.Wrapper):
+    """Frames an MP4 shows: uint8 RGB, and tiny screens (MinAtar's 10x10 floats in [0, 1]) scaled up by
+    whole pixels so the shorter side is at least MIN_SIDE."""
+
+    MIN_SIDE = 160
+
+    def render(self):
+        frame = np.asarray(self.env.render())
+        if frame.dtype != np.uint8:
+            scale = 255.0 if frame.size and frame.max() <= 1.0 else 1.0
+            frame = np.clip(frame * scale, 0, 255).astype(np.uint8)
+        k = -(-self.MIN_SIDE // min(frame.shape[:2]))
+        return frame.repeat(k, axis=0).repeat(k, axis=1) if k > 1 else frame
 
 
 def videos_in(folder: str | Path) -> list[Path]:

@@ -82,3 +82,21 @@ def test_eval_video_and_video_every_write_playable_mp4s(tmp_path, capsys):
         size, frames = read_mp4(v)
         assert size == (160, 210) and frames >= 20
     assert "videos:" in capsys.readouterr().out
+
+
+def test_minatar_videos_are_visible(tmp_path):
+    pytest.importorskip("moviepy")
+    pytest.importorskip("minatar")
+    import imageio_ffmpeg
+    import numpy as np
+
+    run = tmp_path / "run"
+    assert main(["train", "--env", "minatar-breakout", "--steps", "40", "--logdir", str(run), "--no-progress",
+                 "--set", "agent.learning_starts=1000", "--set", "run.eval_episodes=1", "--set",
+                 "run.eval_max_steps=10"]) == 0
+    assert main(["eval", str(run), "--episodes", "1", "--max-steps", "10", "--video", str(tmp_path / "vid")]) == 0
+    reader = imageio_ffmpeg.read_frames(str(tmp_path / "vid" / "eval-episode-0.mp4"))
+    meta = next(reader)
+    frames = [np.frombuffer(f, np.uint8) for f in reader]
+    assert meta["size"] == (160, 160) and len(frames) >= 10   # 10x10 floats in [0, 1] -> 160x160 uint8
+    assert max(int(f.max()) for f in frames) > 100             # not black: the paddle and ball show
