@@ -200,7 +200,7 @@ def objective(study_dir: Path, spec: StudySpec):
 
         def report(result: dict) -> None:
             trial.report(float(result["return_mean"]), int(result["step"]))
-            if trial.should_prune():
+            if result["step"] < exp.run.steps and trial.should_prune():   # a finished trial completes
                 raise optuna.TrialPruned(f"eval return {result['return_mean']:.3g} at step {result['step']}")
 
         summary = run_experiment(exp, study_dir / "trials" / f"{trial.number:04d}", progress=False, on_eval=report)
