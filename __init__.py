@@ -20,6 +20,8 @@ def _register_upper_layer_agents() -> None:
 
 _register_upper_layer_agents()
 
+import rewind.envs  # noqa: E402,F401  registers rewind's env ids with gymnasium: gym.make("breakout") works
+
 
 def __getattr__(name):
     # Lazy public API: `import rewind` stays cheap (no torch/ALE import) so the CLI starts fast.

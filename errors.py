@@ -27,3 +27,13 @@ def standalone_main(register, argv=None) -> int:
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return exit_code(lambda: args.func(args))
+
+
+def require(module: str, extra: str, what: str):
+    """Import optional package `module`, or raise one line naming the rewind-rl extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise RewindError(f"{what} needs {module.split('.')[0]}: pip install 'rewind-rl[{extra}]'") from None

@@ -1,4 +1,4 @@
-"""The one Agent interface every learner in rewind implements (design.md section 3).
+"""The one Agent interface every learner in rewind implements (docs/interface.md).
 
 DQN, EBU, the bandit learners, the ENAS controller and the curriculum teachers are
 all Agents, so one run loop (`rewind.run.loop.train`) drives any of them in any

@@ -9,15 +9,27 @@ line. `EBU` subclasses SB3's `DQN`, so policies, exploration, target syncing
   stream in rewind's `EpisodicReplayBuffer` (frames once, an O(1) index of complete
   episodes, torn episodes never sampled; SB3's `TimeLimit.truncated` kept apart from
   termination), so it still answers SB3's uniform `sample()`;
-- `train()` takes minibatches from a queue filled episode by episode: a whole episode is
-  sampled uniformly, the target network runs once over all its next states, the targets come
+- `train()` takes minibatches from a queue filled with whole episodes: episodes are sampled
+  uniformly until the minibatch is full (and at least `refill_min` transitions are queued, as
+  the native agent's `refill_min`), the target network runs once over all their next states,
+  the targets come
   from rewind's `backward_targets` (the same function as `rewind.agents.ebu`), and the
-  transitions are trained in consecutive minibatches from the terminal backward; a short last
-  minibatch is padded with the next sampled episode, as the authors do.
+  transitions are trained in consecutive minibatches from each terminal backward; a short
+  last minibatch is padded with the next sampled episode, as the authors do. With one-step
+  episodes one target pass serves a whole minibatch of episodes, not one episode per pass.
+
+SB3 code that reads the replay (`observations`, `next_observations`, `actions`, `rewards`,
+`dones`, `timeouts`, e.g. after `load_replay_buffer`) gets read-only arrays in SB3's
+(T, n_envs, ...) layout, rebuilt from the episodic storage. `optimize_memory_usage=True` is
+accepted: every frame is stored once anyway; a new `learn()` closes the running episodes as
+truncated and warns as SB3 does. Expected differences from SB3's DQN (docs/sb3.md): EBU
+learns from complete episodes only, so `train()` does nothing before the first episode
+ends; Dict observations, HER and `n_steps` > 1 are refused with one clear error each; the
+TensorBoard run is named `EBU_1`, `EBU_2`, ... (`tb_log_name="EBU"`).
 
 Loss and clipping follow SB3's DQN (smooth L1, `max_grad_norm`), not rewind's DQN config.
 `n_steps` must stay 1 (EBU's backward sweep replaces n-step returns). The queue of
-precomputed targets is not saved: after `load` the next update samples a fresh episode.
+precomputed targets is not saved: after `load` the next update samples fresh episodes.
 `save_replay_buffer` / `load_replay_buffer` write and read the episodic replay as data
 (torch.load with weights_only), never as SB3's pickle. (SB3's model `.zip` itself still
 unpickles some entries on `load`: load models only from sources you trust.)
@@ -25,6 +37,7 @@ unpickles some entries on `load`: load models only from sources you trust.)
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -51,7 +64,8 @@ class EpisodicSB3Buffer(ReplayBuffer):
     SB3 hands `add()` the last observation and the true next observation (the terminal one
     from `infos[i]["terminal_observation"]` when an env auto-resets), in time order per env,
     which is what the frame-once storage needs. `optimize_memory_usage` is accepted and
-    ignored: every frame is stored once anyway.
+    ignored: every frame is stored once anyway. The SB3 arrays (`observations`, `dones`, ...)
+    are read-only views rebuilt on access (see `sb3_arrays`).
     """
 
     def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Space,
@@ -95,6 +109,41 @@ class EpisodicSB3Buffer(ReplayBuffer):
         for storage, saved in zip(self.storages, state["storages"]):
             storage.load_state_dict(saved)
         self.pos, self.full = int(state["pos"]), bool(state["full"])
+
+    # ------------------------------------------------------------------ what SB3 code reads
+    def sb3_arrays(self) -> dict[str, np.ndarray]:
+        """The stored transitions in SB3's ReplayBuffer layout, (T, n_envs, ...), oldest first.
+
+        T is the number of complete transitions every env holds (the most recent T of each);
+        `dones` is terminated or truncated and `timeouts` truncated, as SB3 stores them.
+        """
+        per_env = []
+        for s in self.storages:
+            p = np.arange(s.oldest, max(s.total - 1, s.oldest), dtype=np.int64)
+            per_env.append(p[s.is_valid(p)] if len(p) else p)
+        t = min(len(p) for p in per_env)
+        per_env = [p[len(p) - t:] for p in per_env]
+        cols: dict[str, list] = {k: [] for k in ("observations", "next_observations", "actions", "rewards", "dones",
+                                                "timeouts")}
+        for s, p in zip(self.storages, per_env):
+            rows = p % s.capacity
+            cols["observations"].append(s.states(p))
+            cols["next_observations"].append(s.next_states(p))
+            cols["actions"].append(s.actions[rows].astype(self.action_space.dtype).reshape(t, self.action_dim))
+            cols["rewards"].append(s.rewards[rows])
+            cols["dones"].append((s.terminated[rows] | s.truncated[rows]).astype(np.float32))
+            cols["timeouts"].append(s.truncated[rows].astype(np.float32))
+        out = {k: np.stack(v, axis=1) for k, v in cols.items()}
+        for v in out.values():
+            v.flags.writeable = False
+        return out
+
+    observations = property(lambda self: self.sb3_arrays()["observations"])
+    next_observations = property(lambda self: self.sb3_arrays()["next_observations"])
+    actions = property(lambda self: self.sb3_arrays()["actions"])
+    rewards = property(lambda self: self.sb3_arrays()["rewards"])
+    dones = property(lambda self: self.sb3_arrays()["dones"])
+    timeouts = property(lambda self: self.sb3_arrays()["timeouts"])
 
     def truncate_last_trajectory(self) -> None:
         """End every running episode as truncated (SB3 resets the envs at a new `learn()`)."""
@@ -163,14 +212,20 @@ class EpisodicSB3Buffer(ReplayBuffer):
 
 class EBU(DQN):
     """Episodic Backward Update on SB3's DQN. Extra arguments: beta (diffusion factor in [0, 1];
-    0 = one-step DQN targets, 1 = the whole episode in one sweep; paper default 0.5) and
-    target_chunk (next states per target-network forward pass). Everything else is DQN's."""
+    0 = one-step DQN targets, 1 = the whole episode in one sweep; paper default 0.5),
+    target_chunk (next states per target-network forward pass) and refill_min (episodes are
+    sampled until the minibatch is full and this many transitions are queued, one target pass
+    for all; the default 0 queues just a minibatch, so targets stay as fresh as the authors').
+    Everything else is DQN's."""
 
-    def __init__(self, policy, env, *args, beta: float = 0.5, target_chunk: int = 256, **kwargs):
+    def __init__(self, policy, env, *args, beta: float = 0.5, target_chunk: int = 256, refill_min: int = 0,
+                 **kwargs):
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= float(beta) <= 1.0:
             raise RewindError(f"EBU beta must be a number in [0, 1], got {beta!r}")
         if int(target_chunk) < 1:
             raise RewindError(f"EBU target_chunk must be >= 1, got {target_chunk!r}")
+        if int(refill_min) < 0:
+            raise RewindError(f"EBU refill_min must be >= 0, got {refill_min!r}")
         if kwargs.get("n_steps", 1) != 1:
             raise RewindError("EBU propagates rewards backward through whole episodes; leave n_steps at 1")
         buffer_cls = kwargs.get("replay_buffer_class")
@@ -179,6 +234,7 @@ class EBU(DQN):
         kwargs["replay_buffer_class"] = EpisodicSB3Buffer
         self.beta = float(beta)
         self.target_chunk = int(target_chunk)
+        self.refill_min = int(refill_min)
         try:
             super().__init__(policy, env, *args, **kwargs)
         except AssertionError as exc:   # SB3 checks spaces with assert; make it a one-line user error
@@ -199,24 +255,51 @@ class EBU(DQN):
     def _setup_learn(self, total_timesteps, callback=None, reset_num_timesteps=True, tb_log_name="run",
                      progress_bar=False):
         # A new learn() that resets the envs abandons the running episodes: close them as truncated.
-        if (reset_num_timesteps or self._last_obs is None) and self.replay_buffer is not None:
-            self.replay_buffer.truncate_last_trajectory()
-        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        buf = self.replay_buffer
+        if self.optimize_memory_usage and reset_num_timesteps and buf is not None and (buf.full or buf.pos > 0):
+            warnings.warn(  # SB3's own warning for this case; SB3 then writes replay_buffer.dones, we truncate
+                "The last trajectory in the replay buffer will be truncated, "
+                "see https://github.com/DLR-RM/stable-baselines3/issues/46."
+                "You should use `reset_num_timesteps=False` or `optimize_memory_usage=False`"
+                "to avoid that issue."
+            )
+        if (reset_num_timesteps or self._last_obs is None) and buf is not None:
+            buf.truncate_last_trajectory()
+        optimize, self.optimize_memory_usage = self.optimize_memory_usage, False   # SB3 must not write dones
+        try:
+            return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        finally:
+            self.optimize_memory_usage = optimize
 
     # ------------------------------------------------------------------ targets
-    @th.no_grad()
     def episode_targets(self, env_i: int, p: np.ndarray) -> np.ndarray:
         """(T,) EBU targets of one episode: target network over its next states, then the backward sweep."""
+        return self.episodes_targets([(env_i, p)])[0]
+
+    @th.no_grad()
+    def episodes_targets(self, episodes: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
+        """EBU targets of several episodes: one target-network pass over all their next states (in chunks of
+        target_chunk), then each episode's backward sweep."""
         buf: EpisodicSB3Buffer = self.replay_buffer
-        storage = buf.storages[env_i]
-        next_q = np.empty((len(p), int(self.action_space.n)), dtype=np.float32)
-        for s in range(0, len(p), self.target_chunk):
-            nxt = buf._normalize_obs(storage.next_states(p[s:s + self.target_chunk]), self._vec_normalize_env)
-            next_q[s:s + self.target_chunk] = self.q_net_target(buf.to_torch(nxt, copy=False)).float().cpu().numpy()
-        rows = p % storage.capacity
-        rewards = buf._normalize_reward(storage.rewards[rows], self._vec_normalize_env)
-        return backward_targets(rewards, storage.actions[rows].astype(np.int64), next_q, storage.terminated[rows],
-                                float(self.gamma), self.beta).astype(np.float32)
+        nxt = np.concatenate([buf.storages[i].next_states(p) for i, p in episodes])
+        next_q = np.empty((len(nxt), int(self.action_space.n)), dtype=np.float32)
+        for s in range(0, len(nxt), self.target_chunk):
+            chunk = buf._normalize_obs(nxt[s:s + self.target_chunk], self._vec_normalize_env)
+            next_q[s:s + self.target_chunk] = self.q_net_target(buf.to_torch(chunk, copy=False)).float().cpu().numpy()
+        cols = [(s.rewards[p % s.capacity], s.actions[p % s.capacity], s.terminated[p % s.capacity])
+                for s, p in ((buf.storages[i], p) for i, p in episodes)]
+        rewards = buf._normalize_reward(np.concatenate([c[0] for c in cols]), self._vec_normalize_env)
+        actions = np.concatenate([c[1] for c in cols]).astype(np.int64)
+        terminated = np.concatenate([c[2] for c in cols])
+        # A terminal cuts the backward recursion, so episodes ending in one share a sweep (as the native
+        # agent); one cut by a time limit bootstraps from its last next state and closes its sweep.
+        ends = np.cumsum([len(p) for _, p in episodes])
+        cuts = [0] + [int(e) for e in ends[:-1] if not terminated[e - 1]] + [len(actions)]
+        y = np.empty(len(actions), dtype=np.float32)
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            y[a:b] = backward_targets(rewards[a:b], actions[a:b], next_q[a:b], terminated[a:b], float(self.gamma),
+                                      self.beta)
+        return np.split(y, ends[:-1])
 
     def next_minibatch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(env index, absolute index, target) of the next batch_size queued transitions."""
@@ -224,12 +307,16 @@ class EBU(DQN):
         envs, idx, ys = [], [], []
         have = 0
         while have < batch_size:
-            while len(self._queue_idx) < batch_size - have:   # refill: whole episodes, terminal first
-                i, p = buf.sample_episode(self._ebu_rng)
-                y = self.episode_targets(i, p)
-                self._queue_env = np.concatenate([self._queue_env, np.full(len(p), i)])
-                self._queue_idx = np.concatenate([self._queue_idx, p[::-1]])
-                self._queue_y = np.concatenate([self._queue_y, y[::-1]])
+            if len(self._queue_idx) < batch_size - have:   # refill: whole episodes, each from its terminal
+                goal = max(batch_size - have, self.refill_min) - len(self._queue_idx)
+                episodes, queued = [], 0
+                while queued < goal:
+                    episodes.append(buf.sample_episode(self._ebu_rng))
+                    queued += len(episodes[-1][1])
+                targets = self.episodes_targets(episodes)
+                self._queue_env = np.concatenate([self._queue_env, *(np.full(len(p), i) for i, p in episodes)])
+                self._queue_idx = np.concatenate([self._queue_idx, *(p[::-1] for _, p in episodes)])
+                self._queue_y = np.concatenate([self._queue_y, *(y[::-1] for y in targets)])
             k = batch_size - have
             e, p, y = self._queue_env[:k], self._queue_idx[:k], self._queue_y[:k]
             self._queue_env, self._queue_idx, self._queue_y = (self._queue_env[k:], self._queue_idx[k:],

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rewind.files import atomic_write_text
+from rewind.errors import require
 
 
 def run_dir(out: Path, agent: str, env: str, seed: int) -> Path:
@@ -66,7 +67,7 @@ def plot_mean_band(ax, steps: np.ndarray, returns: np.ndarray, label: str) -> No
 
 
 def report(out: Path) -> str:
-    import matplotlib
+    matplotlib = require("matplotlib", "bench", "plotting")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -39,6 +39,7 @@ from rewind.errors import RewindError
 
 # suite agent name -> "module:Class" of the SB3-family peer it runs
 PEERS = {"sb3-dqn": "stable_baselines3:DQN", "sb3-qrdqn": "sb3_contrib:QRDQN"}
+EXTRAS = {"sb3_contrib": "sb3-contrib"}   # optional peer packages -> the rewind-rl extra that installs them
 MODEL_FILE = "sb3_model.zip"
 BUFFER_FILE = "sb3_replay.pkl"
 STATE_FILE = "sb3_state.json"
@@ -49,8 +50,7 @@ def peer_class(agent: str):
     try:
         return getattr(importlib.import_module(module), cls)
     except ImportError:
-        pkg = module.replace("_", "-")
-        raise RewindError(f"agent {agent!r} needs the {pkg} package: pip install {pkg}") from None
+        raise RewindError(f"agent {agent!r} needs {module}: pip install 'rewind-rl[{EXTRAS.get(module, module)}]'") from None
 
 
 def has_checkpoint(logdir: Path) -> bool:

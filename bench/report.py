@@ -24,7 +24,7 @@ from rewind.bench import stats
 from rewind.bench.runner import read_manifest, read_status, run_dir
 from rewind.bench.store import read_result, stale_files
 from rewind.bench.scores import normalize, reference_for
-from rewind.errors import RewindError
+from rewind.errors import RewindError, require
 
 
 def collect(out: Path) -> dict:
@@ -239,7 +239,7 @@ def _markdown(r: dict, suite, labels, agg_labels, norm_envs, pngs) -> str:
 
 
 def _plots(out: Path, suite, curves, labels, curve_data, profiles) -> list[str]:
-    import matplotlib
+    matplotlib = require("matplotlib", "bench", "plotting")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

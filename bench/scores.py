@@ -1,7 +1,7 @@
 """Reference scores and normalisation: human-normalized for Atari, reference-normalized otherwise.
 
 Human-normalized score = (score - random) / (human - random), with the 57-game random and
-human table of DQN Zoo (bench/data/atari_human_random.csv; design.md section 8). Envs that
+human table of DQN Zoo (bench/data/atari_human_random.csv; docs/benchmarking.md). Envs that
 are not Atari games (CartPole, MinAtar, the digit maze) have no human score: a suite gives
 them a `scores:` entry {random: R, reference: H} and the same formula is applied, so one
 aggregate can span them; the report says which normalisation each game used.

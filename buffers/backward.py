@@ -1,6 +1,6 @@
 """EBU backward targets for one sampled episode (Lee, Choi, Chung, NeurIPS 2019, Algorithm 2).
 
-Paper recursion (design.md section 4, issue 3 item 2), for transitions k = 0..T-1 with
+Paper recursion (docs/ebu.md, issue 3 item 2), for transitions k = 0..T-1 with
 ``next_q`` = target-network Q of s_{k+1} (rows of terminal next states count as zero)::
 
     y_{T-1} = r_{T-1} + gamma * max_a Qt[T-1]

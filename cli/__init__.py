@@ -22,6 +22,7 @@ COMMANDS: list[str] = [
     "rewind.cli.compress",    # rewind compress CHECKPOINT --prune 0.9 --bits 5
     "rewind.cli.distill",     # rewind distill TEACHER --student SIZE
     "rewind.cli.convert_checkpoint",  # rewind convert-checkpoint OLD.pt --trust
+    "rewind.cli.tune",        # rewind tune --agent dqn --env minatar-breakout --trials 20 --study DIR
 ]
 
 

@@ -14,6 +14,8 @@ def register(sub) -> None:
     p.add_argument("--epsilon", type=float, default=None, help="evaluation epsilon (default: the run's eval_epsilon)")
     p.add_argument("--max-steps", type=int, default=None, help="steps per episode cap (default: the run's)")
     p.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes")
+    p.add_argument("--video", default=None, metavar="DIR",
+                   help="also write one MP4 per episode to DIR (eval-episode-I.mp4; needs rewind-rl[video])")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: the run's run.torch_threads, else 1: acting is one state at "
                         "a time, and extra threads only contend on a busy machine)")
@@ -43,11 +45,19 @@ def _cmd_eval(args) -> int:
     run_eps, run_max_steps = eval_protocol(meta)
     eps = args.epsilon if args.epsilon is not None else run_eps
     max_steps = args.max_steps if args.max_steps is not None else run_max_steps
-    result = evaluate(agent, env, args.episodes, eps, max_steps, seed=args.seed)
+    if args.video:
+        from rewind.run.video import recording, videos_in
+
+        with recording(env, args.video) as rec:
+            result = evaluate(agent, rec, args.episodes, eps, max_steps, seed=args.seed)
+    else:
+        result = evaluate(agent, env, args.episodes, eps, max_steps, seed=args.seed)
     print(f"{meta['agent']} on {meta['env']}: {args.episodes} episodes, epsilon {eps}")
     print("episode  return")
     for i, r in enumerate(result["returns"]):
         print(f"{i:7d}  {r:.2f}")
     print(f"mean {result['return_mean']:.2f} +- {result['return_std']:.2f} (std), "
           f"mean length {result['length_mean']:.0f}")
+    if args.video:
+        print(f"videos: {', '.join(str(v) for v in videos_in(args.video))}")
     return 0

@@ -15,7 +15,12 @@ examples:
   rewind train --agent dqn --env breakout --steps 1000000 --logdir runs/breakout --set agent.double=true
   rewind train --env breakout --logdir runs/breakout --steps 2000000 --resume
   rewind train --env minatar-breakout --steps 40000 --grow-at 20000 --widen 2 --logdir runs/grown
+  rewind train --env breakout --logdir runs/breakout --video-every 250000     # MP4s of evaluations
+  rewind train --config study/best.yaml --env minatar-breakout                # a `rewind tune` result
   tensorboard --logdir runs
+
+every run directory holds: TensorBoard events, progress.csv (one row per log interval),
+episodes.csv (step, return, length, time), evaluations.json, config.yaml, checkpoint.pt.
 """
 
 
@@ -42,6 +47,12 @@ def register(sub) -> None:
                         "tscl-naive, tscl-sampling, plr, uniform (options via --set curriculum.options.KEY=V)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --logdir")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--video-every", type=int, default=None, metavar="STEPS",
+                   help="record the evaluation episodes as MP4 in LOGDIR/videos/ every STEPS env steps "
+                        "(= run.video_every; needs rewind-rl[video])")
+    p.add_argument("--track", nargs="?", const="rewind", default=None, metavar="PROJECT",
+                   help="mirror the logs to Weights & Biases project PROJECT (default project: rewind; "
+                        "= run.track; needs rewind-rl[wandb]; off by default)")
     p.add_argument("--grow-at", type=int, default=None, metavar="STEPS",
                    help="Net2Net: at this env step grow the agent's Q-networks (online, target) and optimizer "
                         "state without changing the Q-function (= --set run.grow_at=STEPS; dqn/ebu agents)")
@@ -62,7 +73,8 @@ def _cmd_train(args) -> int:
     from rewind.config import parse_set
 
     overrides = parse_set(args.set)
-    for flag, key in ((args.grow_at, "grow_at"), (args.widen, "widen"), (args.deepen, "deepen")):
+    for flag, key in ((args.grow_at, "grow_at"), (args.widen, "widen"), (args.deepen, "deepen"),
+                      (args.video_every, "video_every"), (args.track, "track")):
         if flag is not None:
             overrides.setdefault("run", {})[key] = flag
     if args.curriculum:

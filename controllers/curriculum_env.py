@@ -30,10 +30,15 @@ from rewind.errors import RewindError
 CURRICULA = {**TEACHERS, "plr": PLRTeacher}
 
 
-class CurriculumWrapper(gym.Wrapper):
-    """Teacher-driven task per episode over a TaskEnv (Syllabus' TaskWrapper + curriculum)."""
+class CurriculumWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Teacher-driven task per episode over a TaskEnv (Syllabus' TaskWrapper + curriculum).
+
+    Recorded in the spec (with a copy of the teacher as it was then), so `env.spec.make()`
+    rebuilds the stack over ALE and MinAtar task envs.
+    """
 
     def __init__(self, env: TaskEnv, teacher, tasks: list, score: str = "return"):
+        gym.utils.RecordConstructorArgs.__init__(self, teacher=teacher, tasks=tasks, score=score)
         if not isinstance(env, TaskEnv):
             raise RewindError("CurriculumWrapper needs a task-settable env (rewind.envs.tasks.TaskEnv)")
         super().__init__(env)

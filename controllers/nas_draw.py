@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rewind.errors import require
+
 
 def draw_png(space, flat, path: str | Path) -> Path:
     """Nodes top to bottom, one box each; the main path straight, other edges as arcs on the right."""
-    import matplotlib
+    matplotlib = require("matplotlib", "bench", "plotting")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -1,6 +1,6 @@
 """Pacing functions: which fraction of the easy-to-hard ordered data is available at step t.
 
-Families (design.md section 6):
+Families (docs/curriculum.md):
 
 - Wu, Dyer, Neyshabur 2021: ``linear``, ``quad``, ``root``, ``step``, ``exp``, ``log`` with
   ``a`` = fraction of training after which all data is used and ``b`` = initial fraction.

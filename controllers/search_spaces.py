@@ -11,7 +11,7 @@ controller how to sample each entry:
 - ``anchor``: no choice; the LSTM steps once and its state becomes a new anchor (a node);
 - ``reset``: no choice; start a fresh LSTM state (the micro space's reduction cell).
 
-Spaces (design.md section 5): ``macro`` (L layers, op + skip connections), ``micro`` (normal
+Spaces (docs/enas.md): ``macro`` (L layers, op + skip connections), ``micro`` (normal
 and reduction cell of B nodes, two inputs and two ops each), ``rnn`` (N-node recurrent cell,
 previous node + activation), ``mlp`` (L dense layers, width + activation; for tabular data).
 """

@@ -19,7 +19,7 @@ MINATAR_GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
 
 
 def register_rewind_envs() -> None:
-    """Register rewind's own gymnasium ids (`rewind/...`). Safe to call many times."""
+    """Register rewind's gymnasium ids (envs/registry.py). Safe to call many times; importing rewind does it."""
     from rewind.envs import registry
 
     registry.register_all()
@@ -31,12 +31,12 @@ def env_kind(name: str) -> str:
     from rewind.envs.minatar import resolve_minatar_id
 
     register_rewind_envs()
-    if name in gym.registry and not name.startswith(("ALE/", "MinAtar/")):
-        return "gym"
     if resolve_minatar_id(name) is not None:
         return "minatar"
     if resolve_atari_id(name) is not None:
         return "atari"
+    if name in gym.registry:
+        return "gym"
     choices = list_env_ids()
     close = difflib.get_close_matches(name, choices, n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
@@ -70,12 +70,13 @@ def make_env(name: str, config: dict | object | None = None, *, training: bool =
     elif cfg_cls is None and config:
         kwargs = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
         config = kwargs
-    if kind == "atari":
-        from rewind.envs.atari import make_atari
-        env = make_atari(name, config, training=training, render_mode=render_mode)
+    if kind == "atari":   # through gym.make, so env.spec.make() rebuilds exactly this env
+        from rewind.envs.atari import atari_names, resolve_atari_id
+        short = {v: k for k, v in atari_names().items()}[resolve_atari_id(name)]
+        env = gym.make(short, training=training, render_mode=render_mode, **dataclasses.asdict(config))
     elif kind == "minatar":
-        from rewind.envs.minatar import make_minatar
-        env = make_minatar(name, config, render_mode=render_mode)
+        from rewind.envs.minatar import resolve_minatar_id
+        env = gym.make(f"minatar-{resolve_minatar_id(name)}", render_mode=render_mode, **dataclasses.asdict(config))
     else:
         kwargs = dict(config or {})
         try:
@@ -128,3 +129,6 @@ def make_vector_env(name: str, config: dict | object | None, num_envs: int, *, s
         raise RewindError(f"make_vector_env needs num_envs >= 2, got {num_envs}")
     fns = [lambda i=i: make_env(name, config, training=True, seed=seed + i) for i in range(num_envs)]
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+register_rewind_envs()   # importing rewind.envs (so `import rewind`, or gym.make("rewind.envs:ID")) registers the ids

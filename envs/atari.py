@@ -72,15 +72,17 @@ def resolve_atari_id(name: str) -> str | None:
     return squashed.get(key.replace("_", ""))
 
 
-class LifeLossTerminal(gym.Wrapper):
+class LifeLossTerminal(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Report a lost life as `terminated` without resetting the game (training only).
 
     reset() after a life loss plays one no-op step instead of restarting the game, so an
     "episode" for the agent is one life while the game runs on. info['life_loss'] marks it.
+    RecordConstructorArgs puts it in the env's spec, so `env.spec.make()` rebuilds the stack.
     """
 
     def __init__(self, env):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
         self._lives = 0
         self._game_over = True
 
@@ -141,3 +143,13 @@ def make_atari(game: str, config: AtariConfig | None = None, *, training: bool =
     if cfg.frame_stack > 1:
         env = gym.wrappers.FrameStackObservation(env, cfg.frame_stack)
     return env
+
+
+def atari_env(game: str, training: bool = True, render_mode: str | None = None, **options) -> gym.Env:
+    """gymnasium entry point of rewind's Atari ids (`gym.make("breakout", training=False, frame_stack=4)`).
+
+    `options` are AtariConfig fields; the spec records them, so `env.spec.make()` rebuilds the env.
+    """
+    from rewind.config import from_dict
+
+    return make_atari(game, from_dict(AtariConfig, options, "env"), training=training, render_mode=render_mode)

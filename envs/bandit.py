@@ -1,4 +1,4 @@
-"""Labelled data as a contextual-bandit env (design.md section 7; Dudik et al., Bietti et al.).
+"""Labelled data as a contextual-bandit env (docs/bandits.md; Dudik et al., Bietti et al.).
 
 Each episode is one step: reset() shows the next context x, the agent picks a class, and
 the env answers with that arm's reward (1 if right, else 0; or 1 - cost[y, a] from a cost

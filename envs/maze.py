@@ -1,4 +1,4 @@
-"""The EBU paper's digit maze (Lee, Choi, Chung 2019, "MNIST Maze"; design.md section 4).
+"""The EBU paper's digit maze (Lee, Choi, Chung 2019, "MNIST Maze"; docs/ebu.md).
 
 Follows the paper: a size x size grid (10 x 10), walls at random with a wall density
 (20% or 50%), start in one corner (0, 0) and goal in the opposite one (size-1, size-1),

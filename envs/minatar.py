@@ -11,7 +11,7 @@ import dataclasses
 import gymnasium as gym
 import numpy as np
 
-from rewind.errors import RewindError
+from rewind.errors import require
 
 GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
 
@@ -41,11 +41,12 @@ def resolve_minatar_id(name: str) -> str | None:
     return None
 
 
-class ChannelFirstUint8(gym.ObservationWrapper):
-    """(H, W, C) bool -> (C, H, W) uint8 in {0, 1}."""
+class ChannelFirstUint8(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """(H, W, C) bool -> (C, H, W) uint8 in {0, 1}. Recorded in the spec, so `env.spec.make()` rebuilds it."""
 
     def __init__(self, env):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
         h, w, c = env.observation_space.shape
         self.observation_space = gym.spaces.Box(0, 1, shape=(c, h, w), dtype=np.uint8)
 
@@ -56,11 +57,15 @@ class ChannelFirstUint8(gym.ObservationWrapper):
 def make_minatar(name: str, config: MinAtarConfig | None = None, render_mode=None) -> gym.Env:
     cfg = config or MinAtarConfig()
     game = resolve_minatar_id(name)
-    try:
-        from minatar.gym import BaseEnv
-    except ImportError:
-        raise RewindError("MinAtar is not installed: pip install 'rewind-rl[minatar]'") from None
+    BaseEnv = require("minatar.gym", "minatar", "MinAtar").BaseEnv
     env = BaseEnv(game, render_mode=render_mode, use_minimal_action_set=cfg.minimal_action_set,
                   sticky_action_prob=cfg.sticky_action_prob, difficulty_ramping=cfg.difficulty_ramping)
     env = ChannelFirstUint8(env)
     return gym.wrappers.RecordEpisodeStatistics(env)
+
+
+def minatar_env(game: str, render_mode: str | None = None, **options) -> gym.Env:
+    """gymnasium entry point of rewind's MinAtar ids (`gym.make("minatar-breakout", sticky_action_prob=0.1)`)."""
+    from rewind.config import from_dict
+
+    return make_minatar(f"minatar-{game}", from_dict(MinAtarConfig, options, "env"), render_mode=render_mode)

@@ -1,4 +1,4 @@
-"""The architecture-search env (ENAS, design.md section 5).
+"""The architecture-search env (ENAS, docs/enas.md).
 
 One step = one architecture: the action is a flat vector of choices, the reward is the
 shared-weight child's score with that architecture on one validation minibatch (accuracy,

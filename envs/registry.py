@@ -1,8 +1,23 @@
-"""rewind's own gymnasium ids. Each module with envs adds one `_register(...)` block here."""
+"""rewind's gymnasium ids, registered when `rewind` (or `rewind.envs`) is imported.
+
+So `import rewind; gym.make("breakout")` works, and so does `gym.make("rewind.envs:rewind/maze-v0")`
+in a script that never imports rewind (gymnasium imports the module before the `:`). Ids:
+
+- `rewind/...`: the digit maze and the classification bandits;
+- Atari short names (`breakout`, `space_invaders`): ALE with DQN preprocessing, options as kwargs
+  (`gym.make("breakout", training=False, frame_stack=1)`; the fields of `envs.atari.AtariConfig`);
+- `minatar-GAME`: MinAtar as channel-first uint8 (options: `envs.minatar.MinAtarConfig`), and
+  MinAtar's own `MinAtar/Game-v0|v1` ids (its raw observations) when MinAtar has not registered them.
+
+Every entry point is a string, so registering imports neither MinAtar nor the env modules.
+"""
 
 from __future__ import annotations
 
 import gymnasium as gym
+
+from rewind.envs.atari import atari_names
+from rewind.envs.minatar import GAMES as MINATAR_GAMES
 
 
 def _register(env_id: str, entry_point: str, **kwargs) -> None:
@@ -26,3 +41,13 @@ def register_all() -> None:
                   kwargs={"density": density / 100})
         _register(f"rewind/maze-d{density}-stoch-v0", "rewind.envs.maze:DigitMazeEnv",
                   kwargs={"density": density / 100, "stochastic": True})
+    # Atari short names (envs/atari.py): the training env by default, training=False for evaluation.
+    for short in atari_names():
+        _register(short, "rewind.envs.atari:atari_env", kwargs={"game": short})
+    # MinAtar (envs/minatar.py; optional, GPL): rewind's channel-first version and MinAtar's own ids.
+    for game in MINATAR_GAMES:
+        _register(f"minatar-{game}", "rewind.envs.minatar:minatar_env", kwargs={"game": game})
+        title = game.title().replace("_", "")
+        for version, minimal in (("v0", False), ("v1", True)):
+            _register(f"MinAtar/{title}-{version}", "minatar.gym:BaseEnv",
+                      kwargs={"game": game, "use_minimal_action_set": minimal})

@@ -86,10 +86,11 @@ def _force_game_reset(env: gym.Env) -> None:
         env = env.env
 
 
-class ALETaskEnv(TaskEnv):
+class ALETaskEnv(TaskEnv, gym.utils.RecordConstructorArgs):
     """Task = index into `pairs`, the (mode, difficulty) pairs of the ROM (or the ones given)."""
 
     def __init__(self, env: gym.Env, modes=None, difficulties=None):
+        gym.utils.RecordConstructorArgs.__init__(self, modes=modes, difficulties=difficulties)
         ale_env = env.unwrapped
         if not hasattr(ale_env, "ale"):
             raise RewindError("ALETaskEnv needs an ALE env (ale-py's AtariEnv inside)")
@@ -162,10 +163,11 @@ def _ramp_space_invaders(g) -> bool:
 MINATAR_RAMPS = {"asterix": _ramp_asterix, "seaquest": _ramp_seaquest, "space_invaders": _ramp_space_invaders}
 
 
-class MinAtarTaskEnv(TaskEnv):
+class MinAtarTaskEnv(TaskEnv, gym.utils.RecordConstructorArgs):
     """Task = the difficulty level (ramp index) each episode starts at; Discrete(max level + 1)."""
 
     def __init__(self, env: gym.Env, max_level: int | None = None):
+        gym.utils.RecordConstructorArgs.__init__(self, max_level=max_level)
         base = env.unwrapped
         if not hasattr(base, "game") or not hasattr(base.game, "env_name"):
             raise RewindError("MinAtarTaskEnv needs a MinAtar env (minatar.gym.BaseEnv inside)")
@@ -203,6 +205,9 @@ class MinAtarTaskEnv(TaskEnv):
 
 class RebuildTaskEnv(TaskEnv):
     """Tasks that are constructor options: `make(task) -> env`, built once per task and cached.
+
+    It builds its own envs, one per task, so it is not a spec wrapper: `env.spec` describes the
+    env of the current task, and recreating the task env means calling its constructor again.
 
     Every task's env must have the same observation and action spaces. A task's env is reset
     with `seed + hash of the task` the first time, so runs are reproducible.

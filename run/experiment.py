@@ -137,11 +137,12 @@ def _check_resume(logdir: Path, exp: Experiment) -> None:
 
 
 def run_experiment(exp: Experiment, logdir: str | Path | None, resume: bool = False, progress: bool | None = None,
-                   on_start=None) -> dict:
+                   on_start=None, on_eval=None) -> dict:
     """Build env and agent, then train. Refuses to overwrite an existing run without --resume.
 
     `on_start()` is called once every check passed and env and agent are built (the CLI prints its
     banner there), so a refused run shows only its error line and leaves no folder behind.
+    `on_eval(result)` is called after every evaluation.
     """
     if logdir is not None:
         logdir = writable_dir(logdir, "--logdir")
@@ -179,7 +180,7 @@ def run_experiment(exp: Experiment, logdir: str | Path | None, resume: bool = Fa
     if on_start is not None:
         on_start()
     summary = train(agent, env, exp.run, eval_env=eval_env, logdir=logdir, seed=exp.seed, resume=resume,
-                    meta=exp.meta(), frames_per_step=frames_per_step(exp))
+                    meta=exp.meta(), frames_per_step=frames_per_step(exp), on_eval=on_eval)
     if logdir is not None:
         atomic_write_text(logdir / "summary.json", json.dumps(summary, indent=1, default=float))
     return summary

@@ -7,6 +7,7 @@ exact resume (agent, replay, env state and every RNG are saved together).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import signal
@@ -23,7 +24,8 @@ from rewind.files import atomic_write_json, remove_stale_tmp
 from rewind.run.checkpoint import load_checkpoint, save_checkpoint
 from rewind.envs import find_wrapper
 from rewind.envs.state import env_state, set_env_state
-from rewind.errors import RewindError
+from rewind.errors import RewindError, require
+from rewind.run.video import recording, videos_in
 
 
 MAX_STEPS = 10**12   # env steps of one run; far beyond any real run, it catches run.steps=1e99
@@ -48,6 +50,8 @@ class RunConfig:
     num_envs: int = 1               # training envs stepped together (a gymnasium SyncVectorEnv); the agent
                                     # acts on all in one forward pass; steps and every *_every count env
                                     # steps over all envs
+    video_every: int = 0            # env steps between MP4s of the evaluation episodes (0: none; needs rewind-rl[video])
+    track: str = ""                 # Weights & Biases project to mirror the logs to ("": off; needs rewind-rl[wandb])
 
     def validate(self):
         if not 1 <= self.steps <= MAX_STEPS:
@@ -56,7 +60,7 @@ class RunConfig:
             raise RewindError("run.eval_epsilon must be in [0, 1] and run.eval_max_steps >= 1")
         if self.num_envs < 1:
             raise RewindError(f"run.num_envs must be >= 1, got {self.num_envs}")
-        for name in ("eval_every", "checkpoint_every", "eval_episodes", "log_every", "torch_threads"):
+        for name in ("eval_every", "checkpoint_every", "eval_episodes", "log_every", "torch_threads", "video_every"):
             if getattr(self, name) < 0:
                 raise RewindError(f"run.{name} must be >= 0")
         if self.log_every == 0:
@@ -70,6 +74,10 @@ class RunConfig:
             raise RewindError("Net2Net growth needs both run.grow_at (--grow-at) and run.widen > 1 or run.deepen > 0")
         if self.grow_at > self.steps:
             raise RewindError(f"run.grow_at ({self.grow_at}) is after the end of the run (run.steps {self.steps})")
+        if self.video_every:   # optional packages: one line now, not a traceback at the first evaluation
+            require("moviepy", "video", "run.video_every (videos)")
+        if self.track:
+            require("wandb", "wandb", "--track (Weights & Biases)")
 
 
 def check_growth(agent: Agent, run: RunConfig) -> None:
@@ -159,6 +167,14 @@ def evaluate(agent: Agent, env: gym.Env, episodes: int = 10, epsilon: float = 0.
             "length_mean": float(np.mean(lengths)), "returns": returns}
 
 
+def video_folder(run: RunConfig, logdir: Path | None, step: int, evals: list[dict]) -> Path | None:
+    """Where this evaluation's videos go (logdir/videos/step-N), or None: one video set per run.video_every steps."""
+    if not run.video_every or logdir is None:
+        return None
+    last = max((e["step"] // run.video_every for e in evals if e.get("video")), default=0)
+    return logdir / "videos" / f"step-{step}" if step // run.video_every > last else None
+
+
 class _StopFlag:
     """First Ctrl-C or SIGTERM asks the loop to checkpoint and stop at the next step; a second one aborts.
 
@@ -192,12 +208,13 @@ class _StopFlag:
 
 def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env: gym.Env | None = None,
           logdir: str | Path | None = None, seed: int = 0, resume: bool = False, meta: dict | None = None,
-          frames_per_step: int = 1) -> dict:
+          frames_per_step: int = 1, on_eval=None) -> dict:
     """Run `agent` in `env` for run.steps env steps; returns a summary dict.
 
     With a logdir: TensorBoard events, `evaluations.json` and `checkpoint.pt` go there.
     resume=True continues from logdir/checkpoint.pt (the env continues too, when its state is
-    plain data: rewind.envs.state). `meta` (agent/env names and configs) is stored in checkpoints.
+    plain data: rewind.envs.state). `meta` (agent/env names and configs) is stored in checkpoints. `on_eval(result)` sees
+    every evaluation (`rewind tune` reports it to Optuna, whose pruning raises out of the loop).
     """
     run = run or RunConfig()
     logdir = Path(logdir) if logdir is not None else None
@@ -248,13 +265,20 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
 
     def do_eval():
         target = eval_env if eval_env is not None else env
-        result = evaluate(agent, target, run.eval_episodes, run.eval_epsilon, run.eval_max_steps,
-                          seed=eval_seed(seed))
+        folder = video_folder(run, logdir, step, evals)
+        with (recording(target, folder) if folder else contextlib.nullcontext(target)) as played:
+            result = evaluate(agent, played, run.eval_episodes, run.eval_epsilon, run.eval_max_steps,
+                              seed=eval_seed(seed))
         result.update(step=step, frames=step * frames_per_step, episodes=episodes)
+        if folder:
+            result["video"] = str(folder)
+            log.text("video", "\n".join(str(v) for v in videos_in(folder)), step)
         evals.append(result)
         log.scalars("eval", {k: v for k, v in result.items() if k != "returns"}, step)
         if logdir is not None:
             atomic_write_json(logdir / "evaluations.json", evals)
+        if on_eval is not None:
+            on_eval(result)
         if eval_env is None:  # evaluation played in the training env: start a fresh episode
             return env.reset()[0]
         return None
@@ -264,7 +288,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
         episodes += 1
         ep_return = float(np.asarray(ep_info["r"]))
         recent_returns = (recent_returns + [ep_return])[-100:]
-        log.scalars("episode", {"return": ep_return, "length": float(np.asarray(ep_info["l"]))}, step)
+        log.episode(step, ep_return, int(np.asarray(ep_info["l"])))
         log.scalars("train", agent.live_metrics(), step)
 
     def log_interval(n_steps: int) -> None:
@@ -274,6 +298,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
         t_last, s_last = now, step
         log.scalars("train", {**last_metrics, **agent.live_metrics()}, step)
         log.scalars("perf", {"steps_per_s": rate}, step)
+        log.row(step)
         postfix = {"sps": f"{rate:.0f}"}
         if recent_returns:
             postfix["ret100"] = f"{np.mean(recent_returns):.2f}"
@@ -283,7 +308,7 @@ def train(agent: Agent, env: gym.Env, run: RunConfig | None = None, *, eval_env:
         """An every-`every`-steps event falls in the last n_envs steps (exactly at it when n_envs is 1)."""
         return bool(every) and step // every != (step - n_envs) // every
 
-    log = RunLogger(logdir, run.steps, step, run.progress)
+    log = RunLogger(logdir, run.steps, step, run.progress, track=run.track or None, config=meta)
     recent_returns: list[float] = []
     last_metrics: dict = {}
     t_last, s_last = time.perf_counter(), step

@@ -31,7 +31,7 @@ from rewind.controllers.enas_controller import ENASController, ENASControllerCon
 from rewind.controllers.search_spaces import SearchSpace
 from rewind.envs.nas import Batches, NASEnv, NASEnvConfig, evaluate_split
 from rewind.envs.nas_data import TextData
-from rewind.errors import RewindError
+from rewind.errors import RewindError, require
 
 STRATEGIES = ("enas", "random")
 
@@ -165,6 +165,8 @@ def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: E
     agent_cfg = agent_cfg or ENASControllerConfig()
     for c in (env_cfg, search_cfg, agent_cfg):
         c.validate()
+    if logdir is not None:   # arch.png is drawn at the end: refuse now rather than lose the search then
+        require("matplotlib", "bench", "the architecture drawing (arch.png)")
     env, agent = make_searcher(space, data, strategy, agent_cfg, env_cfg, seed)
     total = env_cfg.phases * env_cfg.controller_steps
     logdir = Path(logdir) if logdir is not None else None

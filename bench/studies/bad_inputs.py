@@ -126,6 +126,10 @@ CASES: list[tuple[str, list[str]]] = [
     ("unknown command", ["trian"]),
     ("convert-checkpoint without --trust", ["convert-checkpoint", "crafted/checkpoint.pt"]),
     ("convert-checkpoint missing file", ["convert-checkpoint", "nothere.pt", "--trust"]),
+    # tune
+    ("tune unknown agent", ["tune", "--agent", "dqnn", "--env", "CartPole-v1", "--study", "s", "--trials", "2"]),
+    ("tune trials 0", ["tune", "--env", "CartPole-v1", "--study", "s", "--trials", "0"]),
+    ("tune study is a file", ["tune", "--env", "CartPole-v1", "--study", "afile.txt", "--trials", "2"]),
 ]
 
 

@@ -9,7 +9,7 @@ their example), mean +- std over seeds, and steps/s of the act/observe/update lo
     python -m rewind.bench.studies.bandit_vw --seeds 5            # full table, writes Markdown
     python -m rewind.bench.studies.bandit_vw --seeds 1 --datasets wine --agents linucb
 
-VW is optional (``pip install vowpalwabbit``); without it the script says so and runs
+VW is optional (``pip install 'rewind-rl[vw]'``); without it the script says so and runs
 rewind's agents only.
 """
 

@@ -31,6 +31,7 @@ from rewind.transfer.compress import CompressConfig, compress_agent, prepare, wr
 from rewind.run.experiment import eval_protocol
 from rewind.run.loop import evaluate
 from rewind.bench.markdown import write_result
+from rewind.errors import require
 
 RUNS = Path(__file__).resolve().parent / "results" / "minatar" / "runs"
 DEFAULT_RUNS = [f"{a}__minatar-breakout__s{s}" for a in ("dqn", "ebu") for s in (0, 1, 2)]
@@ -149,7 +150,7 @@ def report(results: dict, args) -> str:
 
 
 def plot(results: dict, out: Path) -> None:
-    import matplotlib
+    matplotlib = require("matplotlib", "bench", "plotting")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from rewind.envs.shapes import shapes_split
-from rewind.errors import RewindError
+from rewind.errors import RewindError, require
 
 EPOCH = 10_000  # examples per epoch: one training set
 
@@ -226,7 +226,7 @@ def run(args) -> dict:
 
 def report(result: dict, out: Path) -> str:
     """Write results.csv, table.md, summary.json and the box plot; return the table."""
-    import pandas as pd
+    pd = require("pandas", "bench", "this study")
     from scipy import stats
 
     df = pd.DataFrame(result["rows"])
@@ -268,7 +268,7 @@ def report(result: dict, out: Path) -> str:
     summary["tests"] = tests
     (out / "shapes_switch_summary.json").write_text(json.dumps(summary, indent=2, default=str))
 
-    import matplotlib
+    matplotlib = require("matplotlib", "bench", "plotting")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -33,7 +33,7 @@ from rewind.run.experiment import eval_protocol, finished, load_for_eval, run_or
 from rewind.run.loop import evaluate
 from rewind.bench.markdown import write_result
 from rewind.config import merge, parse_set
-from rewind.errors import RewindError, exit_code
+from rewind.errors import RewindError, exit_code, require
 
 RUNS = Path(__file__).resolve().parent / "results" / "minatar" / "runs"
 DEFAULT_TEACHERS = [str(RUNS / f"ebu__minatar-breakout__s{s}") for s in range(3)]
@@ -151,7 +151,7 @@ def notes(rows: list[dict], heldout: int) -> str:
 
 
 def plot(rows: list[dict], out: Path) -> None:
-    import matplotlib
+    matplotlib = require("matplotlib", "bench", "plotting")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

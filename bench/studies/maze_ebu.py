@@ -158,7 +158,7 @@ def write_table(summary: dict, labels: list[str], args, path: Path) -> None:
 
 
 def plot(results: list[dict], labels: list[str], variants: list[str], path: Path) -> None:
-    import matplotlib
+    matplotlib = require("matplotlib", "bench", "plotting")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

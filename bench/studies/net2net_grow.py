@@ -28,6 +28,7 @@ import numpy as np
 from rewind.files import atomic_write_json
 from rewind.bench.curves import load_curves, plot_mean_band, run_dir, stacked
 from rewind.bench.markdown import write_result
+from rewind.errors import require
 
 REDUCED = ["agent.eps_decay_steps=10000", "agent.learning_starts=2000", "run.eval_every=1000",
            "run.eval_episodes=10", "run.checkpoint_every=0", "run.torch_threads=1"]
@@ -75,7 +76,7 @@ def _params(d: Path) -> int | None:
 
 
 def report(args, argv, cpu_now: dict) -> str:
-    import matplotlib
+    matplotlib = require("matplotlib", "bench", "plotting")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
