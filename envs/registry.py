@@ -26,3 +26,8 @@ def register_all() -> None:
                   kwargs={"density": density / 100})
         _register(f"rewind/maze-d{density}-stoch-v0", "rewind.envs.maze:DigitMazeEnv",
                   kwargs={"density": density / 100, "stochastic": True})
+    # A YouTube-style recommender as a contextual bandit (envs/recsys.py; issue 16). Options via
+    # kwargs: the fields of RecsysConfig (n_items, reward, world_seed, ...).
+    _register("rewind/recsys-v0", "rewind.envs.recsys:RecsysEnv")
+    _register("rewind/recsys-10k-v0", "rewind.envs.recsys:RecsysEnv", kwargs={"n_items": 10_000})
+    _register("rewind/recsys-click-v0", "rewind.envs.recsys:RecsysEnv", kwargs={"reward": "click"})
