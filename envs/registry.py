@@ -31,3 +31,7 @@ def register_all() -> None:
     _register("rewind/recsys-v0", "rewind.envs.recsys:RecsysEnv")
     _register("rewind/recsys-10k-v0", "rewind.envs.recsys:RecsysEnv", kwargs={"n_items": 10_000})
     _register("rewind/recsys-click-v0", "rewind.envs.recsys:RecsysEnv", kwargs={"reward": "click"})
+    # The MMoE paper's synthetic two-task benchmark as a bandit (envs/mmoe_synthetic.py; issue 16).
+    for rho in ("1.0", "0.9", "0.5", "0.0"):
+        _register(f"rewind/mmoe-rho{rho}-v0", "rewind.envs.mmoe_synthetic:MMoESyntheticBandit",
+                  kwargs={"rho": float(rho)})
