@@ -27,6 +27,7 @@ AGENTS: dict[str, str] = {
     "bootstrap-ts": "rewind.agents.bandit_neural:BootstrapTSAgent",
     "softmax-pg": "rewind.agents.bandit_neural:SoftmaxPGAgent",
     "supervised": "rewind.agents.bandit_neural:SupervisedAgent",
+    "youtube-dnn": "rewind.agents.recsys:YouTubeDNNAgent",
 }
 
 

@@ -97,6 +97,14 @@ class RecsysConfig:
             raise RewindError(f"env.reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
 
 
+class RecsysObservation(gym.spaces.Box):
+    """The flat observation of a recsys env; it tells agents its layout (history length, catalogue size)."""
+
+    def __init__(self, history_len: int, n_items: int):
+        super().__init__(-1.0, np.inf, shape=(obs_size(history_len),), dtype=np.float32)
+        self.history_len, self.n_items = history_len, n_items
+
+
 def obs_size(history_len: int) -> int:
     return history_len + N_DEMO + 2
 
@@ -184,8 +192,7 @@ class RecsysEnv(gym.Env):
 
         self.cfg = from_dict(RecsysConfig, options, "env")
         self.n_items = self.cfg.n_items
-        self.observation_space = gym.spaces.Box(-1.0, np.inf, shape=(obs_size(self.cfg.history_len),),
-                                                dtype=np.float32)
+        self.observation_space = RecsysObservation(self.cfg.history_len, self.n_items)
         self.action_space = gym.spaces.Discrete(self.n_items)
         self.render_mode = render_mode
         self.world: World | None = None
