@@ -32,6 +32,7 @@ AGENTS: dict[str, str] = {
     "cg-eps-greedy-linear": "rewind.agents.recsys_baselines:CGEpsGreedyLinearAgent",
     "cg-linucb": "rewind.agents.recsys_baselines:CGLinUCBAgent",
     "cg-bootstrap-ts": "rewind.agents.recsys_baselines:CGBootstrapTSAgent",
+    "mtl-bandit": "rewind.agents.multitask_bandit:MultiTaskBanditAgent",
 }
 
 

@@ -6,8 +6,9 @@ Per step, for the user in the observation (rewind/recsys-v0):
    demographics and (``example_age``) the example age go through a ReLU tower to a user
    vector u; every published item scores u . e_i + b_i and the top ``n_candidates`` go on
    (exact maximum inner product over the catalogue: the paper serves by approximate
-   nearest-neighbour search, which only makes it faster). Trained on clicked impressions
-   with a sampled softmax: ``n_negatives`` uniform negatives among all items published by
+   nearest-neighbour search, which only makes it faster). Trained on watches (clicked
+   impressions drawn in proportion to their watch time; ``positives="click"``: all clicks
+   alike, which drifts to clickbait) with a sampled softmax: ``n_negatives`` uniform negatives among all items published by
    training time (the paper's whole corpus), log q corrected; ``negatives="then"`` draws
    them among the items published when the example was logged instead (not in the paper). Example age is (now - logged time) in units of
    the env's ``publish_steps`` at training and ``serve_age`` (paper: 0) at serving.
@@ -44,6 +45,7 @@ from rewind.errors import RewindError
 RANKING_LOSSES = ("weighted", "click")
 RANKING_HEADS = ("mlp", *HEADS)
 NEGATIVES = ("now", "then")
+POSITIVES = ("watch", "click")
 
 
 def recsys_shapes(agent_name: str, observation_space, action_space) -> tuple[int, int]:
@@ -157,6 +159,8 @@ class YouTubeDNNAgent(Agent):
         expert_units: int = 16
         tower: int = 8
         serve_age: float = 0.0             # example age fed at serving (paper: 0 or slightly negative)
+        positives: str = "watch"           # candidate positives: clicks drawn in proportion to watch time
+                                           # ("watch", the paper trains on watches) or every click alike
         negatives: str = "now"             # sample negatives among items published by training time ("now",
                                            # the paper's whole corpus) or by the example's time ("then")
         epsilon: float = 0.05
@@ -170,6 +174,8 @@ class YouTubeDNNAgent(Agent):
             if self.ranking_loss not in RANKING_LOSSES:
                 raise RewindError(f"agent.ranking_loss must be one of {', '.join(RANKING_LOSSES)}, "
                                   f"got {self.ranking_loss!r}")
+            if self.positives not in POSITIVES:
+                raise RewindError(f"agent.positives must be one of {', '.join(POSITIVES)}, got {self.positives!r}")
             if self.negatives not in NEGATIVES:
                 raise RewindError(f"agent.negatives must be one of {', '.join(NEGATIVES)}, got {self.negatives!r}")
             if self.ranking_head not in RANKING_HEADS:
@@ -267,11 +273,15 @@ class YouTubeDNNAgent(Agent):
         return self.train_step()
 
     def _candidate_loss(self, now: float) -> torch.Tensor | None:
-        clicked = np.flatnonzero(self.log.click[:self.log.size] > 0)
+        L = self.log
+        clicked = np.flatnonzero(L.click[:L.size] > 0)
         if len(clicked) == 0:
             return None
-        rows = clicked[self.rng.integers(len(clicked), size=self.config.batch_size)]
-        L = self.log
+        if self.config.positives == "watch" and L.watch[clicked].sum() > 0:
+            w = L.watch[clicked].astype(np.float64)
+            rows = clicked[self.rng.choice(len(clicked), size=self.config.batch_size, p=w / w.sum())]
+        else:
+            rows = clicked[self.rng.integers(len(clicked), size=self.config.batch_size)]
         n_avail = L.n_avail[rows] if self.config.negatives == "then" else np.full(len(rows), self._n_now)
         neg = (self.rng.random((len(rows), self.config.n_negatives)) * n_avail[:, None]).astype(np.int64)
         log_q = torch.from_numpy(-np.log(n_avail).astype(np.float32))

@@ -1,10 +1,13 @@
 """Shared-bottom / OMoE / MMoE heads and the MMoE paper's synthetic tasks."""
 
 import numpy as np
+import pytest
 import torch
 
 from rewind.agents.multitask import HEADS, make_head, param_count, task_mse, train_regression
 from rewind.envs.mmoe_synthetic import synthetic_dataset, synthetic_tasks
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_synthetic_tasks_have_the_asked_cosine_and_falling_label_correlation():
@@ -44,3 +47,22 @@ def test_mmoe_at_rho_one_is_no_worse_than_shared_bottom():
     base = float(np.var(yt, axis=0).sum())
     assert loss["mmoe"] < 0.5 * base                     # it learned something
     assert loss["mmoe"] <= 1.1 * loss["shared-bottom"], loss
+
+
+def test_mtl_bandit_learns_on_the_synthetic_bandit_and_logs_propensities():
+    from rewind.agents import make_agent
+    from rewind.envs import make_env
+
+    env = make_env("rewind/mmoe-rho0.5-v0", {"dim": 10})
+    agent = make_agent("mtl-bandit", env, {"epsilon": 0.1}, seed=0)
+    obs, _ = env.reset(seed=0)
+    regret = []
+    for _ in range(800):
+        a = agent.act(obs)
+        nxt, r, term, trunc, info = env.step(a)
+        assert info["propensity"] in (pytest.approx(0.01), pytest.approx(0.91)) and len(info["feedback"]) == 2
+        agent.observe(obs, a, r, nxt, term, trunc, info)
+        agent.update()
+        regret.append(info["best_expected_reward"] - info["expected_reward"])
+        obs, _ = env.reset()
+    assert np.mean(regret[-200:]) < 0.6 * np.mean(regret[:200])

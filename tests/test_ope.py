@@ -8,6 +8,8 @@ from rewind.envs import make_env
 from rewind.envs.recsys import LoggedAction
 from rewind.errors import RewindError
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def test_estimators_match_plain_loops():
     rng = np.random.default_rng(0)

@@ -8,6 +8,8 @@ from rewind.envs import make_env
 from rewind.envs.recsys import N_DEMO
 from rewind.errors import RewindError
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 N_OLD, N_ITEMS, H = 40, 80, 5
 
 

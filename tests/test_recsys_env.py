@@ -9,6 +9,8 @@ from rewind.envs import make_env
 from rewind.envs.recsys import LoggedAction, split_obs
 from rewind.errors import RewindError
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _env(**kw):
     return make_env("rewind/recsys-v0", {"n_items": 300, "n_users": 50, "publish_steps": 1000, **kw})

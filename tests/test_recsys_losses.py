@@ -3,9 +3,12 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from rewind.agents.recsys_losses import sampled_softmax_loss, weighted_logistic_loss
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_weighted_lr_odds_approximate_expected_watch_time():
