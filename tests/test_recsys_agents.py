@@ -80,3 +80,33 @@ def test_bad_config_and_wrong_env_are_one_line_errors():
         make_agent("youtube-dnn", env, {"ranking_head": "moe"})
     with pytest.raises(RewindError, match="rewind/recsys"):
         make_agent("youtube-dnn", make_env("rewind/bandit-wine-v0"))
+
+
+@pytest.mark.parametrize("name", ["cg-eps-greedy-linear", "cg-linucb", "cg-bootstrap-ts", "recsys-random"])
+def test_baselines_pick_published_candidates_with_valid_propensities(name):
+    env = _small_env()
+    agent = make_agent(name, env, {} if name == "recsys-random" else {"candidates": 20, "fresh": 5}, seed=0)
+    obs, _ = env.reset(seed=0)
+    for _ in range(120):
+        a = agent.act(obs)
+        nxt, r, term, trunc, info = env.step(a)
+        n_avail = env.unwrapped.world.n_available(info["t"])
+        assert 0 <= int(a) < n_avail and 0 < info["propensity"] <= 1
+        if name != "recsys-random":
+            assert int(a) in set(agent.candidate_set(n_avail).tolist())
+        agent.observe(obs, a, r, nxt, term, trunc, info)
+        agent.update()
+        obs, _ = env.reset()
+    twin = make_agent(name, env, {} if name == "recsys-random" else {"candidates": 20, "fresh": 5}, seed=5)
+    twin.load_state_dict(agent.state_dict())
+    assert [int(agent.act(obs)) for _ in range(3)] == [int(twin.act(obs)) for _ in range(3)]
+
+
+def test_run_loop_trains_the_recommender():
+    import rewind
+    from rewind import RunConfig
+
+    env = _small_env()
+    agent = rewind.make_agent("youtube-dnn", env, {"learning_starts": 50}, seed=0)
+    summary = rewind.train(agent, env, RunConfig(steps=200, eval_every=100, eval_episodes=5))
+    assert agent.train_steps > 0 and summary is not None
