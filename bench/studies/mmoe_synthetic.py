@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rewind.bench.studies.recsys_bandit import RESULTS_DIR, cpu_name, t_ci
+from rewind.bench.studies.recsys_bandit import RESULTS_DIR, cached, cpu_name, t_ci
 
 RHOS = (1.0, 0.9, 0.5, 0.0)
 HEADS = ("shared-bottom", "omoe", "mmoe")
@@ -69,8 +69,9 @@ def bandit_run(head: str, rho: float, seed: int, steps: int, dim: int) -> dict:
 
 
 def _job(args):
-    kind, *rest = args
-    return regression_run(*rest) if kind == "regression" else bandit_run(*rest)
+    cache, kind, *rest = args
+    key = f"{kind}-" + "-".join(str(a) for a in rest)
+    return cached(cache, key, regression_run if kind == "regression" else bandit_run, *rest)
 
 
 def report(runs: list[dict], args) -> str:
@@ -145,11 +146,12 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default=str(RESULTS_DIR))
     args = p.parse_args(argv)
-    jobs = [("regression", h, rho, s, args.train, args.reg_steps, args.dim) for rho in RHOS for h in HEADS
-            for s in range(args.seeds)]
+    cache = str(Path(args.out) / "runs" / "mmoe_synthetic")
+    jobs = [(cache, "regression", h, rho, s, args.train, args.reg_steps, args.dim) for s in range(args.seeds)
+            for rho in RHOS for h in HEADS]
     if args.bandit_steps > 0:
-        jobs += [("bandit", h, rho, s, args.bandit_steps, args.dim) for rho in RHOS for h in HEADS
-                 for s in range(args.seeds)]
+        jobs += [(cache, "bandit", h, rho, s, args.bandit_steps, args.dim) for s in range(args.seeds)
+                 for rho in RHOS for h in HEADS]
     with ProcessPoolExecutor(args.workers) as pool:
         runs = list(pool.map(_job, jobs))
     out = Path(args.out)

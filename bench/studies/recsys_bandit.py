@@ -8,6 +8,8 @@ catalogue, users and user order. Jobs run in a process pool, one torch thread ea
 
     python -m rewind.bench.studies.recsys_bandit --seeds 5 --steps 4000          # the table
     python -m rewind.bench.studies.recsys_bandit --speed --steps 1500            # steps/s, 10k items
+
+Each finished run is saved under results/recsys/runs/ and reused, so an interrupted sweep resumes.
 """
 
 from __future__ import annotations
@@ -36,6 +38,24 @@ LEARNERS = {   # label -> (agent, config overrides)
     "cg bootstrap-ts": ("cg-bootstrap-ts", {"hidden": [16]}),
     "random": ("recsys-random", {}),
 }
+
+
+def cached(cache: str | None, key: str, fn, *args) -> dict:
+    """fn(*args), or its result saved under cache/key.json by an earlier (interrupted) sweep."""
+    from rewind.files import atomic_write_json
+
+    path = Path(cache) / (key.replace(" ", "_").replace(",", "").replace("/", "-") + ".json") if cache else None
+    if path is not None and path.exists():
+        return json.loads(path.read_text())
+    res = fn(*args)
+    if path is not None:
+        atomic_write_json(path, res)
+    print(f"done {key}", flush=True)
+    return res
+
+
+def run_job(cache: str | None, label: str, env_id: str, seed: int, steps: int) -> dict:
+    return cached(cache, f"{label}-{env_id}-s{seed}-{steps}", run_one, label, env_id, seed, steps)
 
 
 def run_one(label: str, env_id: str, seed: int, steps: int, block: int = 1000) -> dict:
@@ -155,9 +175,10 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     env_id = "rewind/recsys-10k-v0" if args.speed else "rewind/recsys-v0"
     seeds = [0] if args.speed else list(range(args.seeds))
-    jobs = [(label, env_id, s, args.steps) for label in args.learners for s in seeds]
+    cache = None if args.speed else str(out / "runs" / "recsys_bandit")
+    jobs = [(cache, label, env_id, s, args.steps) for s in seeds for label in args.learners]
     with ProcessPoolExecutor(args.workers) as pool:
-        runs = list(pool.map(run_one, *zip(*jobs)))
+        runs = list(pool.map(run_job, *zip(*jobs)))
     for r in runs:
         print(f"{r['label']:24s} seed {r['seed']}  watch {r['total_watch']:9.0f}  {r['sps']:7.0f} steps/s", flush=True)
     if args.speed:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rewind.bench.studies.recsys_bandit import RESULTS_DIR, cpu_name, t_ci
+from rewind.bench.studies.recsys_bandit import RESULTS_DIR, cached, cpu_name, t_ci
 
 TARGETS = ("eps-greedy on P(click)", "softmax on watch", "youtube-dnn")
 ESTIMATORS = ("ipw", "snipw", "dr")
@@ -122,6 +122,10 @@ def one_seed(seed: int, steps: int, items: int, train_steps: int) -> dict:
     return out
 
 
+def seed_job(cache: str, seed: int, steps: int, items: int, train_steps: int) -> dict:
+    return cached(cache, f"ope-s{seed}-{steps}-{items}-{train_steps}", one_seed, seed, steps, items, train_steps)
+
+
 def report(runs: list[dict], args) -> str:
     lines = [f"Log: uniform-random logger, rewind/recsys-v0 with {args.items} items, {args.steps} steps per seed, "
              f"{len(runs)} seeds (a new world per seed). Error = estimate - ground truth (watch minutes per step); "
@@ -154,8 +158,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(RESULTS_DIR))
     args = p.parse_args(argv)
     with ProcessPoolExecutor(args.workers) as pool:
-        runs = list(pool.map(one_seed, range(args.seeds), [args.steps] * args.seeds, [args.items] * args.seeds,
-                             [args.train_steps] * args.seeds))
+        runs = list(pool.map(seed_job, [str(Path(args.out) / "runs" / "recsys_ope")] * args.seeds, range(args.seeds),
+                             [args.steps] * args.seeds, [args.items] * args.seeds, [args.train_steps] * args.seeds))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ope.json").write_text(json.dumps(runs, indent=1))
