@@ -27,6 +27,12 @@ AGENTS: dict[str, str] = {
     "bootstrap-ts": "rewind.agents.bandit_neural:BootstrapTSAgent",
     "softmax-pg": "rewind.agents.bandit_neural:SoftmaxPGAgent",
     "supervised": "rewind.agents.bandit_neural:SupervisedAgent",
+    "youtube-dnn": "rewind.agents.recsys:YouTubeDNNAgent",
+    "recsys-random": "rewind.agents.recsys_baselines:RandomRecAgent",
+    "cg-eps-greedy-linear": "rewind.agents.recsys_baselines:CGEpsGreedyLinearAgent",
+    "cg-linucb": "rewind.agents.recsys_baselines:CGLinUCBAgent",
+    "cg-bootstrap-ts": "rewind.agents.recsys_baselines:CGBootstrapTSAgent",
+    "mtl-bandit": "rewind.agents.multitask_bandit:MultiTaskBanditAgent",
 }
 
 

@@ -51,3 +51,12 @@ def register_all() -> None:
         for version, minimal in (("v0", False), ("v1", True)):
             _register(f"MinAtar/{title}-{version}", "minatar.gym:BaseEnv",
                       kwargs={"game": game, "use_minimal_action_set": minimal})
+    # A YouTube-style recommender as a contextual bandit (envs/recsys.py; issue 16). Options via
+    # kwargs: the fields of RecsysConfig (n_items, reward, world_seed, ...).
+    _register("rewind/recsys-v0", "rewind.envs.recsys:RecsysEnv")
+    _register("rewind/recsys-10k-v0", "rewind.envs.recsys:RecsysEnv", kwargs={"n_items": 10_000})
+    _register("rewind/recsys-click-v0", "rewind.envs.recsys:RecsysEnv", kwargs={"reward": "click"})
+    # The MMoE paper's synthetic two-task benchmark as a bandit (envs/mmoe_synthetic.py; issue 16).
+    for rho in ("1.0", "0.9", "0.5", "0.0"):
+        _register(f"rewind/mmoe-rho{rho}-v0", "rewind.envs.mmoe_synthetic:MMoESyntheticBandit",
+                  kwargs={"rho": float(rho)})
