@@ -245,7 +245,9 @@ def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: E
               "controller_samples": step, "derive_samples": search_cfg.derive_samples,
               "search_seconds": search_seconds,
               "derive_seconds": derive_seconds, "derive_best_score": der["score"],
-              "derive_mean_score": float(der["scores"].mean()), "arch": space.to_json(arch)}
+              "derive_mean_score": float(der["scores"].mean()), "arch": space.to_json(arch),
+              "history": [{k: h[k] for k in ("phase", "shared_steps", "mean_reward", "controller_entropy") if k in h}
+                          for h in history]}
     if isinstance(agent, ENASController):
         with torch.no_grad():
             result["controller_entropy"] = float(agent.policy.run(64, generator=agent.generator)[2].mean())
