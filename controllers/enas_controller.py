@@ -148,6 +148,11 @@ class ENASPolicy(nn.Module):
             if d.kind == "op":
                 if vocab.setdefault(d.vocab, d.n) != d.n:
                     raise RewindError(f"decision table {d.vocab!r} used with different sizes")
+        cells = any(d.kind == "reset" for d in decisions)
+        for key, default in (("cell_state", "carry"), ("input_anchors", "zeros")):
+            if getattr(cfg, key) != default and not cells:
+                raise RewindError(f"agent.{key}={getattr(cfg, key)!r} applies to spaces with cells (micro) only; "
+                                  f"this space has none")
         self.lstm = nn.ModuleList(nn.LSTMCell(h, h) for _ in range(cfg.lstm_layers))
         self.g_emb = nn.Parameter(torch.empty(1, h))
         self.emb = nn.ModuleDict({k: nn.Embedding(n, h) for k, n in vocab.items()})

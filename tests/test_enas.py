@@ -335,3 +335,9 @@ def test_on_a_toy_space_the_better_op_gains_probability_and_entropy_falls():
     assert p0 < 0.35 and e0 > 0.95 * 3 * np.log(4)
     assert p1 > p0 + 0.3
     assert e1 < e0 - 0.5
+
+
+def test_cell_settings_are_refused_for_spaces_without_cells():
+    space = make_space("macro", layers=3, channels=8, pools=1)
+    with pytest.raises(RewindError, match="agent.cell_state='fresh' applies to spaces with cells"):
+        ENASController(OBS, space.action_space(), ENASControllerConfig(cell_state="fresh"), seed=0)
