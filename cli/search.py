@@ -2,6 +2,7 @@
 
     rewind search --space mlp --data digits
     rewind search --space macro --data digits --strategy random --seed 3
+    rewind search --space mlp --data digits --budget 340        # 340 shared-weight optimizer steps, any strategy
     rewind search --space micro --data ~/cifar-10-batches-py --config enas_micro --set env.phases=10
     rewind search --space macro --data digits --arch runs/x/arch.json     # retrain a given architecture
 

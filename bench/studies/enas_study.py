@@ -39,6 +39,29 @@ def _boot_ci(x, n=5000, seed=0):
     return [float(np.quantile(m, 0.025)), float(np.quantile(m, 0.975))]
 
 
+def _plot(done, seeds, path):
+    """Per-phase controller entropy (ENAS) and mean reward (ENAS, random), one thin line per seed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for arm, colour in (("enas", "C0"), ("random", "C1")):
+        for s in seeds:
+            h = done[(arm, s)].get("history", [])
+            x = [e["phase"] for e in h]
+            if arm == "enas":
+                axes[0].plot(x, [e.get("controller_entropy", np.nan) for e in h], colour, lw=0.7, alpha=0.7)
+            axes[1].plot(x, [e["mean_reward"] for e in h], colour, lw=0.7, alpha=0.7,
+                         label=arm if s == seeds[0] else None)
+    axes[0].set(xlabel="phase", ylabel="controller entropy (nats)", title="ENAS entropy per phase")
+    axes[1].set(xlabel="phase", ylabel="mean shared-weight reward", title="reward per phase")
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     from scipy.stats import wilcoxon
 
@@ -138,6 +161,7 @@ def main(argv=None) -> int:
                "kendall_tau": tau, "signal": signal, "torch_threads": 1, "controller_entropy_per_phase": entropy,
                "controller_samples": {a: done[(a, seeds[0])]["controller_samples"] for a in ARMS} if seeds else {}}
     out.write_text(json.dumps(summary, indent=1, default=float))
+    _plot(done, seeds, RESULTS / f"{name}_phases.png")
     print(json.dumps({k: summary[k] for k in ("test_accuracy", "paired", "kendall_tau", "signal")}, default=float))
     return 0
 
