@@ -2,6 +2,7 @@
 
     rewind search --space mlp --data digits
     rewind search --space macro --data digits --strategy random --seed 3
+    rewind search --space mlp --data digits --budget 340        # 340 shared-weight optimizer steps, any strategy
     rewind search --space micro --data ~/cifar-10-batches-py --config enas_micro --set env.phases=10
     rewind search --space macro --data digits --arch runs/x/arch.json     # retrain a given architecture
 
@@ -34,7 +35,9 @@ def register(subparsers) -> None:
     p.add_argument("--logdir", help="output folder (default runs/search-<space>-<data>-<strategy>-s<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the search checkpointed in --logdir")
     p.add_argument("--phases", type=int, help="budget: shared-weight epochs, each followed by a controller phase")
-    p.add_argument("--time-budget", type=float, help="budget: seconds of search (stops at the first reward past it)")
+    p.add_argument("--budget", type=int,
+                   help="compute budget: shared-weight optimizer steps, the same for every strategy (replaces "
+                        "--phases; rewards = phases x env.controller_steps); wall-clock is reported, not a budget")
     p.add_argument("--derive-samples", type=int, help="architectures scored in the derive step")
     p.add_argument("--retrain-epochs", type=int, help="epochs of training from scratch (0: skip)")
     p.add_argument("--arch", help="skip the search: retrain this architecture JSON (written by a search)")
@@ -57,7 +60,7 @@ def load_settings(args) -> dict:
         generic = CONFIG_DIR / f"enas_{args.space}.yaml"
         base = load_yaml(specific if specific.exists() else generic) if (specific.exists() or generic.exists()) else {}
     cfg = merge(base, parse_set(args.set))
-    shortcuts = {("env", "phases"): args.phases, ("search", "time_budget"): args.time_budget,
+    shortcuts = {("env", "phases"): args.phases, ("env", "budget_steps"): args.budget,
                  ("search", "derive_samples"): args.derive_samples, ("search", "retrain_epochs"): args.retrain_epochs,
                  ("env", "device"): args.device}
     for (section, key), value in shortcuts.items():
@@ -68,8 +71,8 @@ def load_settings(args) -> dict:
         raise RewindError(f"unknown settings section {bad[0]!r}; sections are: {', '.join(SECTIONS)}")
     if args.phases is not None and args.phases < 1:
         raise RewindError("--phases must be >= 1 (a budget of zero searches nothing)")
-    if args.time_budget is not None and args.time_budget <= 0:
-        raise RewindError("--time-budget must be > 0 seconds")
+    if args.budget is not None and args.budget < 1:
+        raise RewindError(f"--budget must be >= 1 shared-weight optimizer step, got {args.budget}")
     return {s: dict(cfg.get(s) or {}) for s in SECTIONS}
 
 

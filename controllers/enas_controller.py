@@ -11,6 +11,22 @@ temperature and squashed to c * tanh(.). The reward gets an entropy bonus, the a
 taken against an exponential-moving-average baseline, and macro-space skip probabilities
 pay a KL penalty towards a target skip rate. Adam.
 
+As the official code (melodyguan/enas, src/cifar10/general_controller.py and
+micro_controller.py; docs/enas.md lists every value and its file):
+
+- skip penalty (``skip_penalty``): p = sigmoid of the *squashed* skip score, KL towards the
+  target summed over a layer's anchors, then *averaged* over layers;
+- micro space: the reduction cell starts from the normal cell's last LSTM state
+  (``agent.cell_state``), the two cell-input anchors are zeros (``agent.input_anchors``; their
+  attention keys come from the LSTM), op logits carry a learned bias initialised to
+  [10, 10, 0, 0, 0] and, in the normal cell, a fixed [0.25, 0.25, -0.25, ...] after the squash
+  (``agent.op_bias``), and the op squash uses tanh_constant / op_tanh_reduce.
+
+Deviations (named choices): ``baseline_init: first`` (official: zero); the entropy bonus uses
+each decision's full entropy, where the macro controller uses -p(a) log p(a) of the sampled
+choice; ``op_tanh_reduce`` applies to every op head (the official macro controller ignores the
+flag, so macro presets leave it at 1).
+
 Any ``MultiDiscrete`` action space works: without decision metadata every entry is an
 independent ``op`` decision with its own head.
 """
@@ -42,6 +58,16 @@ class ENASControllerConfig:
     skip_weight: float = 0.8        # weight of the KL penalty towards it (paper: 0.8)
     samples_per_update: int = 10    # REINFORCE samples aggregated per step (official scripts: 10-20)
     init_range: float = 0.1         # uniform init of all controller weights (official code)
+    op_tanh_reduce: float = 1.0     # op logits use tanh_constant / op_tanh_reduce (micro_controller.py;
+                                    # main.py default 1.0, cifar10_micro_search.sh 2.5)
+    op_bias: str = "official"       # "official": micro op heads get the learned bias of micro_controller.py
+                                    # (init [10, 10, 0, ...]) and, in the normal cell only, the fixed
+                                    # [0.25, 0.25, -0.25, ...] after the squash; "none": no op bias
+    cell_state: str = "carry"       # micro: the reduction cell starts from the normal cell's last LSTM
+                                    # state ("carry", micro_controller.py) or from zeros ("fresh")
+    input_anchors: str = "zeros"    # micro: the two cell inputs' anchor values are zeros ("zeros",
+                                    # micro_controller.py; attention keys still from the LSTM) or the
+                                    # LSTM hidden states ("lstm")
 
     def validate(self):
         if self.lstm_size < 1 or self.lstm_layers < 1:
@@ -56,6 +82,46 @@ class ENASControllerConfig:
             raise RewindError("agent.baseline_init must be 'zero' or 'first'")
         if self.lr <= 0:
             raise RewindError("agent.lr must be > 0")
+        if self.op_tanh_reduce <= 0:
+            raise RewindError(f"agent.op_tanh_reduce must be > 0, got {self.op_tanh_reduce}")
+        for key, allowed in (("op_bias", ("official", "none")), ("cell_state", ("carry", "fresh")),
+                             ("input_anchors", ("zeros", "lstm"))):
+            if getattr(self, key) not in allowed:
+                raise RewindError(f"agent.{key} is {getattr(self, key)!r}; allowed: {', '.join(allowed)}")
+
+
+# Official op-logit biases per option table (micro_controller.py, _create_params): a learned bias
+# initialised to `learned`, and a constant `fixed` added after the squash in the first (normal)
+# cell only. MICRO_OPS lists the ops in the official order (sep3x3, sep5x5, avgpool, maxpool, identity).
+OFFICIAL_OP_BIAS = {"micro_op": {"learned": (10.0, 10.0), "fixed": (0.25, 0.25), "rest": (0.0, -0.25)}}
+
+
+def official_op_bias(vocab: str, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(learned-bias init, fixed normal-cell bias), each (n,), for an option table; None if it has none."""
+    spec = OFFICIAL_OP_BIAS.get(vocab)
+    if spec is None:
+        return None
+    learned = list(spec["learned"]) + [spec["rest"][0]] * (n - len(spec["learned"]))
+    fixed = list(spec["fixed"]) + [spec["rest"][1]] * (n - len(spec["fixed"]))
+    return torch.tensor(learned[:n]), torch.tensor(fixed[:n])
+
+
+def skip_penalty(squashed: list[torch.Tensor], target: float) -> torch.Tensor:
+    """The official skip-connection KL penalty (general_controller.py, _build_sampler).
+
+    squashed: one (B, n_l) tensor per layer with skip decisions (layer l > 0), holding the
+    squashed score s = c * tanh(q / T) of each earlier layer (the sampling logits are [-s, s]).
+    Per layer: sum over anchors of KL(Bernoulli(sigmoid(s)) || Bernoulli(target)); then the mean
+    over layers (``tf.reduce_mean(skip_penaltys)``). Returns (B,).
+    """
+    if not squashed:
+        raise ValueError("skip_penalty needs at least one layer of skip scores")
+    per_layer = []
+    for s in squashed:
+        p = torch.sigmoid(s)
+        kl = p * torch.log(p / target) + (1 - p) * torch.log((1 - p) / (1 - target))
+        per_layer.append(kl.sum(-1))
+    return torch.stack(per_layer, dim=0).mean(0)
 
 
 def _decisions_of(space: gym.Space):
@@ -82,21 +148,44 @@ class ENASPolicy(nn.Module):
             if d.kind == "op":
                 if vocab.setdefault(d.vocab, d.n) != d.n:
                     raise RewindError(f"decision table {d.vocab!r} used with different sizes")
+        cells = any(d.kind == "reset" for d in decisions)
+        for key, default in (("cell_state", "carry"), ("input_anchors", "zeros")):
+            if getattr(cfg, key) != default and not cells:
+                raise RewindError(f"agent.{key}={getattr(cfg, key)!r} applies to spaces with cells (micro) only; "
+                                  f"this space has none")
         self.lstm = nn.ModuleList(nn.LSTMCell(h, h) for _ in range(cfg.lstm_layers))
         self.g_emb = nn.Parameter(torch.empty(1, h))
         self.emb = nn.ModuleDict({k: nn.Embedding(n, h) for k, n in vocab.items()})
         self.soft = nn.ModuleDict({k: nn.Linear(h, n, bias=False) for k, n in vocab.items()})
+        self.op_bias = nn.ParameterDict()
+        self.fixed_bias: dict[str, torch.Tensor] = {}
         self.attn1 = nn.Linear(h, h, bias=False)
         self.attn2 = nn.Linear(h, h, bias=False)
         self.v_attn = nn.Linear(h, 1, bias=False)
         for p in self.parameters():
             nn.init.uniform_(p, -cfg.init_range, cfg.init_range)
+        if cfg.op_bias == "official":
+            for k, n in vocab.items():
+                b = official_op_bias(k, n)
+                if b is not None:
+                    self.op_bias[k] = nn.Parameter(b[0].clone())
+                    self.fixed_bias[k] = b[1]
 
-    def _squash(self, logits):
+    def _squash(self, logits, reduce: float = 1.0):
         if self.cfg.temperature > 0:
             logits = logits / self.cfg.temperature
         if self.cfg.tanh_constant > 0:
-            logits = self.cfg.tanh_constant * torch.tanh(logits)
+            logits = self.cfg.tanh_constant / reduce * torch.tanh(logits)
+        return logits
+
+    def _op_logits(self, vocab: str, h, first_cell: bool):
+        """Op head as micro_controller.py: (h W + b) / T, (c / op_tanh_reduce) tanh, + fixed bias (normal cell)."""
+        logits = self.soft[vocab](h)
+        if vocab in self.op_bias:
+            logits = logits + self.op_bias[vocab]
+        logits = self._squash(logits, self.cfg.op_tanh_reduce)
+        if first_cell and vocab in self.fixed_bias:
+            logits = logits + self.fixed_bias[vocab]
         return logits
 
     def _step(self, x, state):
@@ -108,15 +197,21 @@ class ENASPolicy(nn.Module):
         return x, new
 
     def run(self, batch: int, actions: torch.Tensor | None = None, generator=None, greedy=False):
-        """Returns (actions (B, n) int64, log_prob (B,), entropy (B,), skip_kl (B,), skip_count (B,))."""
+        """Returns (actions (B, n) int64, log_prob (B,), entropy (B,), skip_kl (B,), skip_count (B,)).
+
+        Also keeps ``self.trace``: the LSTM state at each ``reset`` and at the end, and the anchor
+        values of each cell (for tests against the official sampler's structure).
+        """
         cfg, hsz = self.cfg, self.cfg.lstm_size
         zeros = lambda: [(self.g_emb.new_zeros(batch, hsz), self.g_emb.new_zeros(batch, hsz))
                          for _ in self.lstm]
         state, x = zeros(), self.g_emb.expand(batch, hsz)
         anchors, anchors_w1 = [], []
         chosen, logp, ent = [], 0.0, 0.0
-        skip_kl, skips = self.g_emb.new_zeros(batch), self.g_emb.new_zeros(batch)
-        col = 0
+        skips = self.g_emb.new_zeros(batch)
+        skip_scores = []
+        col, cells = 0, 0
+        self.trace = {"reset_state": [], "anchors": []}
 
         def pick(logits):   # logits (B, k) or (B, n, k) -> choices (B,) / (B, n); adds log-prob and entropy
             nonlocal logp, ent, col
@@ -137,14 +232,20 @@ class ENASPolicy(nn.Module):
             return a.squeeze(1) if logits.dim() == 2 else a
 
         for d in self.decisions:
-            if d.kind == "reset":
-                state, x, anchors, anchors_w1 = zeros(), self.g_emb.expand(batch, hsz), [], []
+            if d.kind == "reset":      # a new cell: fresh anchors; LSTM state carried (official) or zeroed
+                if cells:
+                    self.trace["anchors"].append(anchors)
+                cells += 1
+                if cfg.cell_state == "fresh":
+                    state = zeros()
+                self.trace["reset_state"].append([(h_.clone(), c_.clone()) for h_, c_ in state])
+                x, anchors, anchors_w1 = self.g_emb.expand(batch, hsz), [], []
                 continue
             h, state = self._step(x, state)
             if d.kind == "anchor":
                 x = self.g_emb.expand(batch, hsz)
             elif d.kind == "op":
-                a = pick(self._squash(self.soft[d.vocab](h)))
+                a = pick(self._op_logits(d.vocab, h, cells <= 1))
                 x = self.emb[d.vocab](a)
             elif d.kind in ("input", "skip") and d.n > 0:
                 w1 = torch.stack(anchors_w1[:d.n], dim=1)                     # (B, n, H)
@@ -156,16 +257,18 @@ class ENASPolicy(nn.Module):
                 else:
                     two = self._squash(torch.stack([-score, score], dim=-1))    # (B, n, 2)
                     f = pick(two).to(anc.dtype)                                  # (B, n)
-                    p = torch.sigmoid(score)
-                    t = cfg.skip_target
-                    skip_kl = skip_kl + (p * torch.log(p / t) + (1 - p) * torch.log((1 - p) / (1 - t))).sum(1)
+                    skip_scores.append(two[..., 1])                             # squashed s
                     skips = skips + f.sum(1)
                     x = (f.unsqueeze(-1) * anc).sum(1) / (1.0 + f.sum(1, keepdim=True))
             elif d.kind == "skip":          # layer 0: nothing to connect to
                 x = self.g_emb.expand(batch, hsz)
             if d.kind == "anchor" or d.anchor_after:
-                anchors.append(h)
+                zero_value = d.input_anchor and cfg.input_anchors == "zeros"
+                anchors.append(torch.zeros_like(h) if zero_value else h)
                 anchors_w1.append(self.attn1(h))
+        self.trace["anchors"].append(anchors)
+        self.trace["final_state"] = state
+        skip_kl = skip_penalty(skip_scores, cfg.skip_target) if skip_scores else self.g_emb.new_zeros(batch)
         acts = torch.cat(chosen, dim=1) if chosen else torch.zeros(batch, 0, dtype=torch.long)
         zero = self.g_emb.new_zeros(batch)
         return acts, logp + zero, ent + zero, skip_kl, skips

@@ -9,7 +9,8 @@ controller how to sample each entry:
 - ``input``: pick one of the first ``n`` anchors (earlier nodes) by attention, one entry;
 - ``skip``: for each of the first ``n`` anchors, connect or not (attention + 2-way), ``n`` entries;
 - ``anchor``: no choice; the LSTM steps once and its state becomes a new anchor (a node);
-- ``reset``: no choice; start a fresh LSTM state (the micro space's reduction cell).
+- ``reset``: no choice; a new cell (the micro space's normal, then reduction cell): the anchors
+  start afresh and the LSTM state is carried over (official) or zeroed (``agent.cell_state``).
 
 Spaces (docs/enas.md): ``macro`` (L layers, op + skip connections), ``micro`` (normal
 and reduction cell of B nodes, two inputs and two ops each), ``rnn`` (N-node recurrent cell,
@@ -37,6 +38,7 @@ class Decision:
     n: int = 0             # options (op), anchors to choose from (input, skip)
     vocab: str = ""        # op: name of the option table (one embedding + softmax head per vocab)
     anchor_after: bool = False   # the LSTM state after this decision becomes an anchor
+    input_anchor: bool = False   # anchor: a cell input (micro), whose anchor value is zeros officially
 
     @property
     def width(self) -> int:
@@ -238,7 +240,7 @@ class MicroSpace(SearchSpace):
     def decisions(self):
         out = []
         for _cell in ("normal", "reduction"):
-            out += [Decision("reset"), Decision("anchor"), Decision("anchor")]
+            out += [Decision("reset"), Decision("anchor", input_anchor=True), Decision("anchor", input_anchor=True)]
             for i in range(self.nodes):
                 out += [Decision("input", i + 2), Decision("input", i + 2),
                         Decision("op", len(MICRO_OPS), "micro_op"), Decision("op", len(MICRO_OPS), "micro_op"),

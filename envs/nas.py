@@ -40,6 +40,9 @@ class NASEnvConfig:
     child_steps: int = 0            # shared-weight minibatches per phase; 0 = one epoch
     controller_steps: int = 2000    # rewards per controller phase (paper: 2000)
     phases: int = 10                # phases in the search; sets the cosine schedule length
+    budget_steps: int = 0           # > 0: the search's compute budget in shared-weight optimizer steps;
+                                    # replaces `phases` (ceil(budget / steps per phase); the last phase is
+                                    # cut to fit) so every strategy does exactly this many steps
     lr_max: float = 0.05            # ENAS CNN: 0.05
     lr_min: float = 0.0005
     momentum: float = 0.9
@@ -54,6 +57,8 @@ class NASEnvConfig:
                 raise RewindError(f"env.{name} must be >= 1")
         if self.child_steps < 0:
             raise RewindError("env.child_steps must be >= 0 (0 = one epoch)")
+        if self.budget_steps < 0:
+            raise RewindError(f"env.budget_steps must be >= 0 (0 = env.phases), got {self.budget_steps}")
         if self.lr_max <= 0 or self.lr_min < 0 or self.lr_min > self.lr_max:
             raise RewindError("env.lr_max must be > 0 and 0 <= env.lr_min <= env.lr_max")
 
@@ -172,24 +177,31 @@ class NASEnv(gym.Env):
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.cfg.lr_max, momentum=self.cfg.momentum,
                                          nesterov=self.cfg.momentum > 0, weight_decay=self.cfg.weight_decay)
         self.steps_per_phase = self.cfg.child_steps or len(self.train_batches)
+        if self.cfg.budget_steps:
+            self.phases = -(-self.cfg.budget_steps // self.steps_per_phase)
+            self.total_child_steps = self.cfg.budget_steps
+        else:
+            self.phases = self.cfg.phases
+            self.total_child_steps = self.steps_per_phase * self.cfg.phases
         self.child_steps_done = 0
         self.rewards_in_phase = self.cfg.controller_steps   # train the shared weights before the first reward
         self.phase = 0
-        self.progress: Callable[[], float] | None = None   # search-wide progress in [0, 1] (time budgets)
 
     def set_sampler(self, sampler: Callable[[int], np.ndarray]) -> None:
         self.sampler = sampler
 
     def lr(self) -> float:
-        total = self.steps_per_phase * self.cfg.phases
-        frac = min(self.child_steps_done / max(total, 1), 1.0)
-        if self.progress is not None:
-            frac = min(max(frac, self.progress()), 1.0)
+        frac = min(self.child_steps_done / max(self.total_child_steps, 1), 1.0)
         return self.cfg.lr_min + 0.5 * (self.cfg.lr_max - self.cfg.lr_min) * (1 + math.cos(math.pi * frac))
 
     def train_shared(self, steps: int | None = None) -> dict:
         """One phase of shared-weight training, one sampled architecture per minibatch."""
-        steps = steps or self.steps_per_phase
+        if not steps and self.cfg.budget_steps:     # a compute budget: the last phase is cut to fit it
+            steps = min(self.steps_per_phase, max(self.cfg.budget_steps - self.child_steps_done, 0))
+        elif not steps:
+            steps = self.steps_per_phase
+        if steps < 1:
+            raise RewindError(f"the shared-weight budget of {self.total_child_steps} optimizer steps is spent")
         self.model.train()
         t0, losses, scores = time.perf_counter(), [], []
         archs = self.sampler(steps)      # the policy is fixed during a phase: draw them all at once

@@ -2,6 +2,9 @@
 
 Both strategies run the *same* loop over the *same* shared-weight model and env (so the same
 compute): phases of shared-weight training then ``controller_steps`` scored architectures.
+The budget is compute, never wall-clock: ``env.budget_steps`` (``--budget``) shared-weight
+optimizer steps and ``phases x controller_steps`` scored samples for every strategy; the
+wall-clock time is reported in the result.
 ENAS samples from the controller and learns from the rewards; random search samples uniformly
 and ignores them (random search with weight sharing, Li & Talwalkar 2019, the honest
 baseline). Derive: ``derive_samples`` architectures from the final policy (uniform for random
@@ -38,7 +41,6 @@ STRATEGIES = ("enas", "random")
 
 @dataclasses.dataclass
 class SearchConfig:
-    time_budget: float = 0.0        # seconds of search (equal wall-clock comparisons); 0 = env.phases only
     derive_samples: int = 100       # architectures scored in the derive step (paper: e.g. 100)
     retrain_epochs: int = 30
     retrain_lr: float = 0.05
@@ -50,8 +52,6 @@ class SearchConfig:
     log_arch_every: int = 0         # rewards between sampled-architecture TensorBoard texts (0 = per phase)
 
     def validate(self):
-        if self.time_budget < 0:
-            raise RewindError("search.time_budget must be >= 0 seconds (0 = no time limit)")
         if self.derive_samples < 1:
             raise RewindError("search.derive_samples must be >= 1")
         if self.retrain_epochs < 0 or self.retrain_batch < 1 or self.retrain_lr <= 0:
@@ -168,7 +168,7 @@ def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: E
     if logdir is not None:   # arch.png is drawn at the end: refuse now rather than lose the search then
         require("matplotlib", "bench", "the architecture drawing (arch.png)")
     env, agent = make_searcher(space, data, strategy, agent_cfg, env_cfg, seed)
-    total = env_cfg.phases * env_cfg.controller_steps
+    total = env.phases * env_cfg.controller_steps
     logdir = Path(logdir) if logdir is not None else None
     ckpt = logdir / "checkpoint.pt" if logdir is not None else None
     step, elapsed, history = 0, 0.0, []
@@ -203,8 +203,7 @@ def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: E
     log_every = search_cfg.log_arch_every or env_cfg.controller_steps
     done = bool(history) and history[-1].get("done", False)
     t_start, start_step = time.perf_counter() - elapsed, step
-    if search_cfg.time_budget > 0:   # the cosine schedule follows whichever budget runs out first
-        env.progress = lambda: (time.perf_counter() - t_start) / search_cfg.time_budget
+    phase_rewards, phase_entropy = [], []
     try:
         with _StopFlag() as flag:
             while step < total and not done:
@@ -214,6 +213,9 @@ def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: E
                 agent.observe(obs, action, reward, obs, term, trunc, info)
                 metrics = agent.update()
                 step += 1
+                phase_rewards.append(reward)
+                if metrics and "entropy" in metrics:
+                    phase_entropy.append(metrics["entropy"])
                 log.scalars("search", {"reward": reward}, step)
                 if metrics:
                     log.scalars("controller", metrics, step)
@@ -227,11 +229,16 @@ def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: E
                         log.bar.set_postfix(reward=f"{metrics['reward']:.3f}", baseline=f"{metrics['baseline']:.3f}",
                                             entropy=f"{metrics['entropy']:.2f}")
                 elapsed = time.perf_counter() - t_start
-                out_of_time = search_cfg.time_budget > 0 and elapsed >= search_cfg.time_budget
-                if step % env_cfg.controller_steps == 0 or out_of_time or step == total:
+                if step % env_cfg.controller_steps == 0 or step == total:
+                    per_phase = {"mean_reward": float(np.mean(phase_rewards))}
+                    if phase_entropy:
+                        per_phase["controller_entropy"] = float(np.mean(phase_entropy))
+                    log.scalars("phase", per_phase, env.phase)     # proxy-quality curves, one point per phase
+                    phase_rewards, phase_entropy = [], []
                     history.append({"step": step, "phase": env.phase, "elapsed": elapsed,
+                                    "shared_steps": env.child_steps_done, **per_phase,
                                     "reward_mean_last": float(reward), **(metrics or {}),
-                                    "done": bool(out_of_time or step == total)})
+                                    "done": bool(step == total)})
                     done = history[-1]["done"]
                     checkpoint(done)
                     if stop_after is not None and step - start_step >= stop_after and not done:
@@ -247,9 +254,13 @@ def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: E
     derive_seconds = time.perf_counter() - t0
     arch = der["arch"]
     result = {"space": space.name, "space_params": space.params(), "data": data.name, "strategy": strategy,
-              "seed": seed, "rewards": step, "phases": env.phase, "search_seconds": search_seconds,
+              "seed": seed, "rewards": step, "phases": env.phase, "shared_steps": env.child_steps_done,
+              "controller_samples": step, "derive_samples": search_cfg.derive_samples,
+              "search_seconds": search_seconds,
               "derive_seconds": derive_seconds, "derive_best_score": der["score"],
-              "derive_mean_score": float(der["scores"].mean()), "arch": space.to_json(arch)}
+              "derive_mean_score": float(der["scores"].mean()), "arch": space.to_json(arch),
+              "history": [{k: h[k] for k in ("phase", "shared_steps", "mean_reward", "controller_entropy") if k in h}
+                          for h in history]}
     if isinstance(agent, ENASController):
         with torch.no_grad():
             result["controller_entropy"] = float(agent.policy.run(64, generator=agent.generator)[2].mean())
@@ -266,17 +277,40 @@ def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: E
     return result
 
 
-def shared_vs_standalone(env: NASEnv, space: SearchSpace, data, n: int, search_cfg: SearchConfig, seed: int) -> dict:
-    """Kendall tau between shared-weight validation scores and stand-alone retrained test scores of n uniform archs."""
+def kendall_tau_ci(x, y, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """Kendall tau-b of paired scores with a percentile bootstrap CI over the pairs.
+
+    Resamples architectures (pairs) with replacement; resamples whose tau is undefined (all
+    ties) are dropped. Returns {"tau", "p_value", "ci_low", "ci_high", "n"}.
+    """
     from scipy.stats import kendalltau
 
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or x.size < 3:
+        raise RewindError(f"kendall_tau_ci needs two equal-length score lists of >= 3 entries, got {x.shape}, {y.shape}")
+    tau, p = kendalltau(x, y)
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        i = rng.integers(0, x.size, x.size)
+        t = kendalltau(x[i], y[i])[0]
+        if np.isfinite(t):
+            boots.append(t)
+    a = (1 - level) / 2
+    lo, hi = (np.quantile(boots, [a, 1 - a]) if boots else (np.nan, np.nan))
+    return {"tau": float(tau), "p_value": float(p), "ci_low": float(lo), "ci_high": float(hi), "n": int(x.size)}
+
+
+def shared_vs_standalone(env: NASEnv, space: SearchSpace, data, n: int, search_cfg: SearchConfig, seed: int,
+                         archs=None) -> dict:
+    """Proxy quality: Kendall tau (bootstrap 95% CI) between the shared-weight validation accuracy
+    and the stand-alone (retrained from scratch) test accuracy of n uniform architectures."""
     rng = np.random.default_rng(seed + 999)
-    archs = [space.random(rng) for _ in range(n)]
+    archs = list(archs) if archs is not None else [space.random(rng) for _ in range(n)]
     shared = [evaluate_split(env.model, data, "valid", a, bptt=env.cfg.bptt)["score"] for a in archs]
     alone = []
     for i, a in enumerate(archs):
         r = retrain(space, a, data, search_cfg, seed + i, env.device, env.cfg.bptt)
         alone.append(r["test_accuracy"] if "test_accuracy" in r else -r["test_perplexity"])   # higher is better
-    tau, p = kendalltau(shared, alone)
-    return {"tau": float(tau), "p_value": float(p), "shared": shared, "standalone": alone,
+    return {**kendall_tau_ci(shared, alone, seed=seed), "shared": shared, "standalone": alone,
             "archs": [space.to_json(a)["arch"] for a in archs]}

@@ -215,3 +215,129 @@ def test_architecture_json_that_does_not_fit_the_space_is_a_clear_error(tmp_path
         space.validate([99] * space.size())
     with pytest.raises(RewindError, match="unknown search space"):
         make_space("transformer")
+
+
+# ---- issue 15: faithful to the official controllers ----
+
+def _official_skip_penalty(scores_per_layer, target):
+    """general_controller.py, plainly: logit = squash([-q, q]); p = sigmoid(logit) elementwise;
+    kl = sum(p * log(p / [1 - t, t])) per layer; the penalty is the mean over layers."""
+    kls = []
+    for q in scores_per_layer:                      # raw attention scores of one layer, (n,)
+        logit = np.stack([-q, q], axis=1) / 5.0     # temperature 5
+        logit = 1.5 * np.tanh(logit)                # tanh constant 1.5
+        p = 1.0 / (1.0 + np.exp(-logit))
+        kls.append(np.sum(p * np.log(p / np.array([1 - target, target]))))
+    return np.mean(kls)
+
+
+def test_skip_penalty_equals_the_official_formula_on_fixed_logits():
+    from rewind.controllers.enas_controller import skip_penalty
+
+    rng = np.random.default_rng(0)
+    raw = [rng.normal(0, 3, size=n) for n in range(1, 12)]      # 12 layers: layers 1..11 have skips
+    squashed = [torch.tensor(1.5 * np.tanh(q / 5.0))[None] for q in raw]
+    got = float(skip_penalty(squashed, 0.4)[0])
+    assert got == pytest.approx(_official_skip_penalty(raw, 0.4), rel=1e-6)
+    # the pre-issue-15 form (sigmoid of the raw score, summed over layers) is far from it
+    p_raw = [1 / (1 + np.exp(-q)) for q in raw]
+    old = sum(np.sum(p * np.log(p / 0.4) + (1 - p) * np.log((1 - p) / 0.6)) for p in p_raw)
+    assert abs(old - got) > 1.0
+
+
+def test_controller_skip_kl_is_the_official_penalty_of_its_own_scores():
+    space = make_space("macro", layers=5, channels=8, pools=1)
+    cfg = ENASControllerConfig(init_range=1.0, temperature=5.0, tanh_constant=1.5)
+    ctl = ENASController(OBS, space.action_space(), cfg, seed=1)
+    pol = ctl.policy
+    captured = []
+    orig = pol._squash
+
+    def spy(logits, reduce=1.0):
+        out = orig(logits, reduce)
+        if logits.dim() == 3:                       # the skip decisions' [-q, q]
+            captured.append(logits[0, :, 1].detach().numpy())   # raw q
+        return out
+    pol._squash = spy
+    _, _, _, kl, _ = pol.run(1, generator=torch.Generator().manual_seed(0))
+    assert len(captured) == 4
+    assert float(kl[0]) == pytest.approx(_official_skip_penalty(captured, 0.4), rel=1e-5)
+
+
+def test_micro_reduction_cell_starts_from_the_normal_cells_last_state_and_anchors_are_zeros():
+    space = make_space("micro", nodes=3, channels=8, cells=1)
+    ctl = ENASController(OBS, space.action_space(), ENASControllerConfig(init_range=0.5), seed=0)
+    pol = ctl.policy
+    pol.run(2, generator=torch.Generator().manual_seed(0))
+    first, second = pol.trace["reset_state"]
+    assert all(float(h.abs().sum()) == 0 for h, _ in first)        # the normal cell starts at zeros
+    # the reduction cell's first input state is the normal cell's last state: rerun the normal cell alone
+    normal = [d for d in pol.decisions][: len(pol.decisions) // 2]
+    keep = pol.decisions
+    pol.decisions = normal
+    pol.run(2, generator=torch.Generator().manual_seed(0))
+    last = pol.trace["final_state"]
+    pol.decisions = keep
+    for (h1, c1), (h2, c2) in zip(second, last):
+        torch.testing.assert_close(h1, h2)
+        torch.testing.assert_close(c1, c2)
+        assert float(h1.abs().sum()) > 0
+    pol.run(2, generator=torch.Generator().manual_seed(0))
+    for cell in pol.trace["anchors"]:
+        assert len(cell) == 3 + 2
+        assert float(cell[0].abs().sum()) == 0 and float(cell[1].abs().sum()) == 0   # cell inputs: zeros
+        assert float(cell[2].abs().sum()) > 0                                          # nodes: LSTM states
+    # the named alternatives restore the old behaviour
+    alt = ENASController(OBS, space.action_space(),
+                         ENASControllerConfig(init_range=0.5, cell_state="fresh", input_anchors="lstm"), seed=0)
+    alt.policy.run(2, generator=torch.Generator().manual_seed(0))
+    assert all(float(h.abs().sum()) == 0 for h, _ in alt.policy.trace["reset_state"][1])
+    assert float(alt.policy.trace["anchors"][0][0].abs().sum()) > 0
+
+
+def test_micro_op_bias_and_op_tanh_reduce_as_official():
+    from rewind.controllers.search_spaces import MICRO_OPS
+
+    space = make_space("micro", nodes=2, channels=8, cells=1)
+    cfg = ENASControllerConfig(tanh_constant=1.1, op_tanh_reduce=2.5, temperature=0)
+    pol = ENASController(OBS, space.action_space(), cfg, seed=0).policy
+    assert MICRO_OPS[:2] == ("sep3x3", "sep5x5")
+    np.testing.assert_allclose(pol.op_bias["micro_op"].detach().numpy(), [10, 10, 0, 0, 0])
+    h = torch.zeros(1, cfg.lstm_size)
+    normal = pol._op_logits("micro_op", h, True)[0].detach().numpy()
+    reduction = pol._op_logits("micro_op", h, False)[0].detach().numpy()
+    c = 1.1 / 2.5
+    np.testing.assert_allclose(reduction, c * np.tanh([10, 10, 0, 0, 0]), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(normal, reduction + [0.25, 0.25, -0.25, -0.25, -0.25], rtol=1e-6, atol=1e-7)
+    none = ENASController(OBS, space.action_space(), ENASControllerConfig(op_bias="none"), seed=0).policy
+    assert len(none.op_bias) == 0
+    with pytest.raises(RewindError, match="op_bias"):
+        ENASControllerConfig(op_bias="paper").validate()
+
+
+def test_on_a_toy_space_the_better_op_gains_probability_and_entropy_falls():
+    """Three independent 4-way op decisions; reward 1 per decision choosing op 2, else 0."""
+    space = gym.spaces.MultiDiscrete([4, 4, 4])
+    cfg = ENASControllerConfig(lr=5e-3, samples_per_update=10, temperature=0, tanh_constant=2.5)
+    ctl = ENASController(OBS, space, cfg, seed=0)
+
+    def stats():
+        with torch.no_grad():
+            acts, _, ent, _, _ = ctl.policy.run(500, generator=torch.Generator().manual_seed(1))
+        return float((acts == 2).float().mean()), float(ent.mean())
+    p0, e0 = stats()
+    for _ in range(40):
+        for _ in range(cfg.samples_per_update):
+            a = ctl.act(None)
+            ctl.observe(None, a, float(np.mean(a == 2)), None, True, False, {})
+        ctl.update()
+    p1, e1 = stats()
+    assert p0 < 0.35 and e0 > 0.95 * 3 * np.log(4)
+    assert p1 > p0 + 0.3
+    assert e1 < e0 - 0.5
+
+
+def test_cell_settings_are_refused_for_spaces_without_cells():
+    space = make_space("macro", layers=3, channels=8, pools=1)
+    with pytest.raises(RewindError, match="agent.cell_state='fresh' applies to spaces with cells"):
+        ENASController(OBS, space.action_space(), ENASControllerConfig(cell_state="fresh"), seed=0)

@@ -162,7 +162,7 @@ def test_search_cli_bad_inputs_are_one_line_errors(tmp_path, capsys):
         (["--space", "hyper", "--data", "digits"], "unknown search space"),
         (["--space", "mlp", "--data", str(tmp_path / "missing")], "neither"),
         (["--space", "mlp", "--data", "digits", "--phases", "0"], "budget of zero"),
-        (["--space", "mlp", "--data", "digits", "--time-budget", "0"], "time-budget"),
+        (["--space", "mlp", "--data", "digits", "--budget", "0"], "--budget must be >= 1"),
         (["--space", "mlp", "--data", "digits", "--strategy", "grid"], "unknown strategy"),
         (["--space", "mlp", "--data", "digits", "--set", "agent.lstm_sise=3"], "did you mean agent.lstm_size"),
         (["--space", "mlp", "--data", "digits", "--set", "env.batch_size=0"], "env.batch_size"),
@@ -190,3 +190,42 @@ def test_search_cli_runs_end_to_end_on_digits(tmp_path, capsys):
     assert result["rewards"] == 20 and result["strategy"] == "enas"
     assert search_main(argv) == 2                                  # refuses to overwrite without --resume
     assert "--resume" in capsys.readouterr().err
+
+
+def test_equal_budget_enas_and_random_search_do_the_same_shared_weight_optimizer_steps():
+    """--budget counts shared-weight optimizer steps: both strategies do exactly that many, and
+    score the same number of controller samples, whatever their speed."""
+    from rewind.run.search import make_searcher
+
+    space = make_space("mlp", layers=2, widths=(8, 16))
+    data = load_nas_data("digits")
+    counts = {}
+    for strategy in ("enas", "random"):
+        env_cfg = NASEnvConfig(batch_size=64, child_steps=7, controller_steps=10, phases=99, budget_steps=30)
+        calls = {"n": 0}
+        orig = torch.optim.SGD.step
+
+        def counting(self, *a, **k):
+            calls["n"] += 1
+            return orig(self, *a, **k)
+        torch.optim.SGD.step = counting
+        try:
+            res = run_search(space, data, strategy=strategy, env_cfg=env_cfg,
+                             search_cfg=SearchConfig(derive_samples=5, retrain_epochs=0), seed=0, do_retrain=False)
+        finally:
+            torch.optim.SGD.step = orig
+        counts[strategy] = (calls["n"], res["shared_steps"], res["controller_samples"], res["phases"])
+    assert counts["enas"] == counts["random"] == (30, 30, 50, 5)     # ceil(30 / 7) = 5 phases, last cut to 2
+
+
+def test_kendall_tau_ci_brackets_the_estimate_and_detects_rankings():
+    from rewind.run.search import kendall_tau_ci
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=30)
+    good = kendall_tau_ci(x, x + 0.1 * rng.normal(size=30), n_boot=300)
+    none = kendall_tau_ci(x, rng.normal(size=30), n_boot=300)
+    assert good["ci_low"] <= good["tau"] <= good["ci_high"] and good["ci_low"] > 0.6
+    assert none["ci_low"] < 0 < none["ci_high"]
+    with pytest.raises(RewindError, match="equal-length"):
+        kendall_tau_ci([1, 2, 3], [1, 2])
