@@ -17,6 +17,9 @@ from rewind.agents import AGENTS, agent_class
 from rewind.errors import RewindError
 from rewind.run.loop import RunConfig, train
 
+# the Bag of Tricks recipe keys (agents/recipes.py), all on
+RECIPE = {"lr_schedule": "cosine", "lr_warmup_steps": 5, "lr_decay_steps": 50, "weight_decay": 1e-4, "no_bias_decay": True, "label_smoothing": 0.1, "mixup_alpha": 0.2}
+
 # agent -> (env, base overrides so learning starts within the short run, variants whose reads are added:
 # a field used only in one mode, e.g. the focal-loss gamma, must be read in that mode)
 SETUPS = {
@@ -28,10 +31,11 @@ SETUPS = {
     "eps-greedy-linear": ("rewind/bandit-iris-v0", {}, [{}]),
     "linucb": ("rewind/bandit-iris-v0", {}, [{}]),
     "regcb": ("rewind/bandit-iris-v0", {}, [{}]),
-    "eps-greedy-neural": ("rewind/bandit-iris-v0", {"batch_size": 8}, [{}, {"cb_beta": 0.9, "cb_loss": "focal"}]),
-    "bootstrap-ts": ("rewind/bandit-iris-v0", {"batch_size": 8}, [{}, {"cb_beta": 0.9, "cb_loss": "focal"}]),
+    "eps-greedy-neural": ("rewind/bandit-iris-v0", {"batch_size": 8}, [{}, {"cb_beta": 0.9, "cb_loss": "focal"}, RECIPE]),
+    "bootstrap-ts": ("rewind/bandit-iris-v0", {"batch_size": 8}, [{}, {"cb_beta": 0.9, "cb_loss": "focal"}, RECIPE]),
     "softmax-pg": ("rewind/bandit-iris-v0", {}, [{}]),
-    "supervised": (("rewind/bandit-iris-v0", {"full_feedback": True}), {"batch_size": 8}, [{}, {"cb_beta": 0.9, "cb_loss": "focal"}]),
+    "supervised": (("rewind/bandit-iris-v0", {"full_feedback": True}), {"batch_size": 8},
+                   [{}, {"cb_beta": 0.9, "cb_loss": "focal"}, RECIPE, {"local_loss": "predsim-bpf"}]),
 }
 SPECIAL = {"enas", "distill"}   # their own envs: a NAS env over a shared-weight child; a teacher checkpoint
 
