@@ -18,6 +18,7 @@ from rewind.agents.base import Agent
 from rewind.agents.device import check_precision, resolve_device
 from rewind.agents.networks import NETWORKS, n_discrete_actions, q_values, seeded_q_network
 from rewind.agents.optim import OPTIMIZERS, make_optimizer
+from rewind.agents.recipes import scheduled_lr, set_lr, validate_schedule
 from rewind.buffers.replay import UniformReplay
 from rewind.errors import RewindError
 
@@ -55,6 +56,9 @@ class DQNConfig:
                                      # (~25% faster updates on CPUs with AVX512-BF16/AMX; loss stays fp32).
                                      # Refused where bf16 is not native (emulated bf16 is ~6x slower).
     compile: bool = False            # torch.compile the Q-network (opt-in; pays off on GPUs, see docs)
+    lr_schedule: str = "constant"    # constant | cosine over gradient updates (He et al. 2019; agents/recipes.py)
+    lr_warmup_steps: int = 0         # linear lr warmup over this many gradient updates
+    lr_decay_steps: int = 0          # cosine: T, the gradient updates after the warmup until lr reaches 0
 
     def validate(self):
         if self.network not in NETWORKS:
@@ -72,6 +76,7 @@ class DQNConfig:
             raise RewindError(f"agent.device must be auto, cpu or cuda[:N], got {self.device!r}")
         if not 0 <= self.gamma <= 1:
             raise RewindError("agent.gamma must be in [0, 1]")
+        validate_schedule(self)
 
 
 def learning_due(steps: int, cfg) -> bool:
@@ -213,6 +218,8 @@ class DQNAgent(Agent):
         loss = F.huber_loss(q, targets, delta=self.config.huber_delta, reduction=self.config.loss_reduction)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        cfg = self.config   # lr schedule hook: the lr of gradient update number self.updates (0-based)
+        set_lr(optimizer, scheduled_lr(self.updates, cfg.lr, cfg.lr_warmup_steps, cfg.lr_schedule, cfg.lr_decay_steps))
         if self.config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(net.parameters(), self.config.max_grad_norm)
         optimizer.step()

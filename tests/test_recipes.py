@@ -192,3 +192,27 @@ def test_local_loss_learners_learn_iris(kind):
         hits.append(r)
         obs, _ = env.reset()
     assert np.mean(hits[-150:]) > 0.6   # 3 classes: chance 1/3
+
+
+@pytest.mark.parametrize("name", ["dqn", "ebu", "ebu-adaptive"])
+def test_dqn_and_ebu_step_at_the_scheduled_lr(name):
+    env = make_env("CartPole-v1", seed=0)
+    agent = make_agent(name, env, {"learning_starts": 20, "batch_size": 4, "update_every": 1, "hidden": [8], "lr": 1e-3,
+                                   "lr_schedule": "cosine", "lr_warmup_steps": 3, "lr_decay_steps": 10}, seed=0)
+    agent.config.validate()
+    obs, _ = env.reset(seed=0)
+    seen = {}
+    for _ in range(120):
+        a = agent.act(obs)
+        nxt, r, term, trunc, info = env.step(a)
+        agent.observe(obs, a, r, nxt, term, trunc, info)
+        before = agent.updates
+        agent.update()
+        if agent.updates == before + 1:   # one gradient update: it ran at the lr of step `before`
+            seen[before] = [o.param_groups[0]["lr"] for _, o in agent.learners_and_optimizers()]
+        obs = env.reset()[0] if term or trunc else nxt
+    assert len(seen) >= 14
+    for step, lrs in seen.items():
+        assert lrs == pytest.approx([scheduled_lr(step, 1e-3, 3, "cosine", 10)] * len(lrs))
+    with pytest.raises(RewindError, match="lr_decay_steps"):
+        agent.Config(lr_decay_steps=5).validate()
