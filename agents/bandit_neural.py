@@ -52,6 +52,7 @@ from torch import nn
 
 from rewind.agents.bandit import BanditAgent
 from rewind.agents.class_balanced import LOSS_KINDS, class_balanced_loss, effective_number_weights
+from rewind.agents.infomax import DIM_ESTIMATORS, dim_bound, dim_scores
 from rewind.agents.local_loss import LOCAL_LOSSES, pred_loss_bpf, predsim_loss, sim_loss
 from rewind.agents.recipes import (decay_groups, mixup_lambda, scheduled_lr, set_lr, smooth_labels,
                                    soft_cross_entropy, validate_schedule)
@@ -108,8 +109,8 @@ class EnsembleMLP(nn.Module):
             self.weights.append(nn.Parameter(torch.empty(members, fan_in, fan_out).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(members, 1, fan_out).uniform_(-bound, bound)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, n_in) -> (E, B, n_out)."""
+    def forward(self, x: torch.Tensor, hidden: list | None = None) -> torch.Tensor:
+        """x: (B, n_in) -> (E, B, n_out); appends each hidden layer's output to `hidden` if given."""
         weights, biases = list(self.weights), list(self.biases)   # one lookup, not one per layer
         h = x.unsqueeze(0).expand(weights[0].shape[0], -1, -1)
         last = len(weights) - 1
@@ -117,6 +118,8 @@ class EnsembleMLP(nn.Module):
             h = torch.baddbmm(b, h, w)
             if i < last:
                 h = torch.relu(h)
+                if hidden is not None:
+                    hidden.append(h)
         return h
 
 
@@ -168,6 +171,10 @@ class NeuralConfig:
     local_loss: str = "none"        # none | pred | sim | predsim | pred-bpf | predsim-bpf
     local_beta: float = 0.99        # predsim weight of sim
     local_proj: int = 128           # -bpf: size of the fixed random target projection
+    # Deep InfoMax auxiliary loss (Hjelm et al. 2019; agents/infomax.py)
+    aux_loss: str = "none"          # none | dim
+    aux_weight: float = 0.1         # loss += aux_weight * (-bound)
+    dim_estimator: str = "jsd"      # jsd | infonce
 
     _loss_kinds = ("sigmoid", "focal")   # class attribute, not a field: kinds this learner supports
     _local_kinds = ("none", "pred")      # bandit learners: sim and -bpf need the class label
@@ -206,6 +213,17 @@ class NeuralConfig:
             raise RewindError(f"agent.local_proj={self.local_proj} applies only with a -bpf local_loss")
         if self.local_proj < 1:
             raise RewindError(f"agent.local_proj must be >= 1, got {self.local_proj}")
+        if self.aux_loss not in ("none", "dim"):
+            raise RewindError(f"agent.aux_loss must be none or dim, got {self.aux_loss!r}")
+        if self.aux_loss == "dim":
+            if len(self.hidden) < 2:
+                raise RewindError("agent.aux_loss=dim needs >= 2 hidden layers (local: the first, global: the last)")
+            if self.local_loss != "none":
+                raise RewindError("agent.aux_loss=dim with a local_loss is not supported")
+            if self.dim_estimator not in DIM_ESTIMATORS:
+                raise RewindError(f"agent.dim_estimator must be one of {', '.join(DIM_ESTIMATORS)}, got {self.dim_estimator!r}")
+        elif self.aux_weight != 0.1:
+            raise RewindError(f"agent.aux_weight={self.aux_weight} applies only with agent.aux_loss=dim")
 
 
 class _NeuralBandit(BanditAgent):
@@ -219,7 +237,12 @@ class _NeuralBandit(BanditAgent):
             self.net = EnsembleMLP(self.dim, tuple(cfg.hidden), self.n_arms, self._members())
             self.local = (LocalHeads(tuple(cfg.hidden), self.n_arms, self._members(), cfg.local_loss, cfg.local_proj)
                           if cfg.local_loss != "none" else None)
+            # DIM critic: bilinear T(g, l) = g^T W l between the last and the first hidden layer
+            self.critic = (nn.Parameter(torch.randn(self._members(), cfg.hidden[-1], cfg.hidden[0])
+                                        / math.sqrt(cfg.hidden[0])) if cfg.aux_loss == "dim" else None)
         params = list(self.net.named_parameters())
+        if self.critic is not None:
+            params.append(("critic", self.critic))
         if self.local is not None:
             params += [("local." + n, p) for n, p in self.local.named_parameters()]
         self.opt = torch.optim.Adam(decay_groups(params, cfg.weight_decay, cfg.no_bias_decay), lr=cfg.lr, foreach=True)
@@ -246,7 +269,14 @@ class _NeuralBandit(BanditAgent):
         cfg = self.config
         set_lr(self.opt, scheduled_lr(self.updates, cfg.lr, cfg.lr_warmup_steps, cfg.lr_schedule, cfg.lr_decay_steps))
         self.opt.zero_grad(set_to_none=True)
-        if cfg.local_loss == "none":
+        if cfg.local_loss == "none" and cfg.aux_loss == "dim":
+            hidden: list = []
+            loss = out_loss(self.net(x, hidden))
+            bound = torch.stack([dim_bound(dim_scores(g @ w, l), cfg.dim_estimator)
+                                 for g, l, w in zip(hidden[-1], hidden[0], self.critic)]).mean()
+            (loss - cfg.aux_weight * bound).backward()
+            self.last_bound = bound.item()
+        elif cfg.local_loss == "none":
             loss = out_loss(self.net(x))
             loss.backward()
         else:
@@ -314,7 +344,8 @@ class _NeuralBandit(BanditAgent):
     def state_dict(self) -> dict:
         return {**self._base_state(), "net": self.net.state_dict(), "opt": self.opt.state_dict(),
                 "counts": self.counts.copy(), "updates": self.updates,
-                "local": None if self.local is None else self.local.state_dict()}
+                "local": None if self.local is None else self.local.state_dict(),
+                "critic": None if self.critic is None else self.critic.detach().clone()}
 
     def load_state_dict(self, state: dict) -> None:
         self._load_base(state)
@@ -324,6 +355,9 @@ class _NeuralBandit(BanditAgent):
         self.updates = int(state.get("updates", 0))
         if self.local is not None:
             self.local.load_state_dict(state["local"])
+        if self.critic is not None:
+            with torch.no_grad():
+                self.critic.copy_(state["critic"])
 
 
 class EpsGreedyNeuralAgent(_NeuralBandit):
