@@ -20,13 +20,14 @@ from rewind.run.loop import RunConfig, train
 # the Bag of Tricks recipe keys (agents/recipes.py), all on
 RECIPE = {"lr_schedule": "cosine", "lr_warmup_steps": 5, "lr_decay_steps": 50, "weight_decay": 1e-4, "no_bias_decay": True, "label_smoothing": 0.1, "mixup_alpha": 0.2}
 DIM = {"hidden": (8, 8), "aux_loss": "dim", "aux_weight": 0.5, "dim_estimator": "infonce"}
+Q_DIM = {"aux_loss": "dim", "aux_weight": 0.5, "dim_estimator": "jsd"}
 
 # agent -> (env, base overrides so learning starts within the short run, variants whose reads are added:
 # a field used only in one mode, e.g. the focal-loss gamma, must be read in that mode)
 SETUPS = {
-    "dqn": ("CartPole-v1", {"learning_starts": 50, "batch_size": 8}, [{}, {"n_step": 3}]),
-    "ebu": ("CartPole-v1", {"learning_starts": 50, "batch_size": 8}, [{}]),
-    "ebu-adaptive": ("CartPole-v1", {"learning_starts": 50, "batch_size": 8}, [{}]),
+    "dqn": ("CartPole-v1", {"learning_starts": 50, "batch_size": 8}, [{}, {"n_step": 3}, Q_DIM]),
+    "ebu": ("CartPole-v1", {"learning_starts": 50, "batch_size": 8}, [{}, Q_DIM]),
+    "ebu-adaptive": ("CartPole-v1", {"learning_starts": 50, "batch_size": 8}, [{}, Q_DIM]),
     "tabular-ebu": (("rewind/maze-v0", {"observation": "index", "size": 4, "density": 0.0, "max_steps": 30}), {}, [{}]),
     "tabular-q": (("rewind/maze-v0", {"observation": "index", "size": 4, "density": 0.0, "max_steps": 30}), {}, [{}]),
     "eps-greedy-linear": ("rewind/bandit-iris-v0", {}, [{}]),

@@ -71,3 +71,36 @@ def test_dim_refusals():
         EpsGreedyNeuralAgent.Config(aux_loss="dim").validate()
     with pytest.raises(RewindError, match="aux_weight"):
         EpsGreedyNeuralAgent.Config(aux_weight=0.5).validate()
+
+
+@pytest.mark.parametrize("name", ["dqn", "ebu", "ebu-adaptive"])
+def test_q_learners_train_with_stdim(name):
+    env = make_env("CartPole-v1", seed=0)
+    agent = make_agent(name, env, {"learning_starts": 40, "batch_size": 8, "update_every": 1, "hidden": [16, 16],
+                                   "aux_loss": "dim", "aux_weight": 1.0}, seed=0)
+    obs, _ = env.reset(seed=0)
+    bounds = []
+    for _ in range(300):
+        a = agent.act(obs)
+        nxt, r, term, trunc, info = env.step(a)
+        agent.observe(obs, a, r, nxt, term, trunc, info)
+        if agent.update():
+            bounds.append(agent.stdim.last_bound)
+        obs = env.reset()[0] if term or trunc else nxt
+    assert len(agent.stdim.critics) == len(agent.learners_and_optimizers())
+    assert np.all(np.isfinite(bounds)) and np.mean(bounds[-40:]) > np.mean(bounds[:40])
+    state = agent.state_dict()
+    fresh = make_agent(name, env, {"learning_starts": 40, "batch_size": 8, "hidden": [16, 16], "aux_loss": "dim",
+                                   "aux_weight": 1.0}, seed=1)
+    fresh.load_state_dict(state)
+    assert fresh.stdim._saved["critics"][0]["w_gl.weight"].equal(agent.stdim.critics[0].w_gl.weight)
+
+
+def test_stdim_encoder_split_of_the_minatar_net():
+    from rewind.agents.networks import MinAtarCNN
+    from rewind.agents.stdim import encoder_features
+    net = MinAtarCNN(4, 3)
+    obs = torch.rand(2, 4, 10, 10)
+    local, glob = encoder_features(net, obs)
+    assert local.shape == (2, 64, 16) and glob.shape == (2, 128)
+    assert torch.allclose(net.net[-1](glob), net(obs))   # the global vector is what the Q head reads
