@@ -507,6 +507,16 @@ class SupervisedAgent(_NeuralBandit):
                                              torch.from_numpy(self.replay.label[idx]))
         return {"loss": loss_val, "lr": self.opt.param_groups[0]["lr"]}
 
+    def fit_batch(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One optimizer step on a labelled minibatch, outside the bandit stream (epoch-based
+        training, e.g. bench/studies/training_methods.py); the same recipe and local losses."""
+        return self._supervised_step(x.float().flatten(1), y.long())
+
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Predicted classes of a batch of contexts."""
+        return self.net(x.float().flatten(1))[0].argmax(1)
+
     def _supervised_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """One step on (x, y) with the recipe (smoothing, mixup) and the local losses, if set."""
         cfg = self.config
