@@ -68,3 +68,19 @@ def test_generated_samples_are_classified_as_their_class():
     assert log[-1]["dec"] < log[0]["dec"]
     # samples differ within a class (the diversity term)
     assert generator_sampler(g, 32)().std(0).mean() > 1e-2
+
+
+def test_cli_data_free_distills_a_q_network(tmp_path, capsys):
+    from rewind.cli.distill import main
+    from rewind.run.experiment import resolve, run_experiment
+
+    teacher = tmp_path / "teacher"
+    exp = resolve("dqn", "CartPole-v1", overrides={"agent": {"hidden": [16, 16]}, "run": {
+        "eval_every": 0, "eval_episodes": 2, "eval_max_steps": 50, "checkpoint_every": 0}}, steps=100, seed=0)
+    run_experiment(exp, teacher, progress=False)
+    rc = main(["distill", str(teacher), "--data-free", "--ratio", "2", "--steps", "20", "--generator-steps", "20",
+               "--logdir", str(tmp_path / "kg")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "after data-free fine-tuning" in out and (tmp_path / "kg" / "student_tucker.pt").exists()
+    assert main(["distill", str(teacher), "--data-free"]) != 0   # neither ranks nor ratio: one-line error
+    assert "exactly one of --tucker-ranks" in capsys.readouterr().err

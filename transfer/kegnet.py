@@ -128,16 +128,19 @@ class Generator(nn.Module):
     """G(y, z): one-hot class and noise -> an input of `in_shape` (MLP with BatchNorm)."""
 
     def __init__(self, n_classes: int, in_shape: tuple[int, ...], noise_dim: int = 10, hidden: int = 128,
-                 out_act: str = "none"):
+                 out_range: tuple[float, float] | None = None):
         super().__init__()
-        self.n_classes, self.in_shape, self.noise_dim, self.out_act = n_classes, tuple(in_shape), noise_dim, out_act
+        self.n_classes, self.in_shape, self.noise_dim, self.out_range = n_classes, tuple(in_shape), noise_dim, out_range
         d = int(np.prod(in_shape))
         self.net = nn.Sequential(nn.Linear(n_classes + noise_dim, hidden), nn.BatchNorm1d(hidden), nn.ELU(),
                                  nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ELU(), nn.Linear(hidden, d))
 
     def forward(self, y_onehot: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         x = self.net(torch.cat([y_onehot, z], 1)).view(-1, *self.in_shape)
-        return torch.sigmoid(x) if self.out_act == "sigmoid" else x
+        if self.out_range is None:
+            return x
+        lo, hi = self.out_range      # bounded observations (MinAtar 0/1, Atari 0..255): squash into the box
+        return lo + (hi - lo) * torch.sigmoid(x)
 
 
 class Decoder(nn.Module):
@@ -175,10 +178,10 @@ def sample_inputs(n: int, n_classes: int, noise_dim: int, gen: torch.Generator):
 
 def train_generator(teacher: nn.Module, n_classes: int, in_shape, steps: int = 500, batch: int = 64,
                     lr: float = 1e-3, noise_dim: int = 10, alpha: float = 1.0, beta: float = 1.0,
-                    out_act: str = "none", seed: int = 0) -> tuple[Generator, list[dict]]:
+                    out_range: tuple[float, float] | None = None, seed: int = 0) -> tuple[Generator, list[dict]]:
     """Knowledge extraction: train G and D against the frozen teacher; returns G and the losses."""
     torch.manual_seed(seed)
-    g = Generator(n_classes, in_shape, noise_dim, out_act=out_act)
+    g = Generator(n_classes, in_shape, noise_dim, out_range=out_range)
     d = Decoder(in_shape, noise_dim)
     teacher = teacher.eval().requires_grad_(False)
     opt = torch.optim.Adam(list(g.parameters()) + list(d.parameters()), lr=lr)
@@ -228,3 +231,45 @@ def generator_sampler(g: Generator, batch: int, seed: int = 0):
         with torch.no_grad():
             return g(yo, z)
     return sample
+
+
+# ---------------------------------------------------------------------- Q-network teachers
+def data_free_q_distill(teacher_path: str, ranks=None, ratio: float | None = None, gen_steps: int = 1000,
+                        tune_steps: int = 1000, batch: int = 64, lr: float = 1e-3, eval_episodes: int | None = None,
+                        seed: int = 0) -> dict:
+    """KegNet for a rewind Q-network checkpoint: actions are the classes (CE on the teacher's Q as
+    logits trains G), the student is the Tucker-2 teacher, fine-tuned on G's samples with MSE to the
+    teacher's Q-values. Returns parameter counts, evaluation returns (teacher, decomposed, fine-tuned;
+    the teacher's protocol) and the student module."""
+    import gymnasium as gym
+
+    from rewind.run.loop import eval_seed, evaluate
+    from rewind.transfer.distill import load_teacher
+
+    agent, env, meta = load_teacher(teacher_path)
+    space = env.observation_space
+    if not isinstance(space, gym.spaces.Box):
+        raise RewindError(f"--data-free needs Box observations, the teacher's env has {space}")
+    lo, hi = float(np.min(space.low)), float(np.max(space.high))
+    out_range = (lo, hi) if np.isfinite(lo) and np.isfinite(hi) else None
+    teacher = agent.q
+    g, log = train_generator(teacher, agent.n_actions, space.shape, steps=gen_steps, batch=batch, lr=lr,
+                             out_range=out_range, seed=seed)
+    student = tucker_decompose(teacher, ranks=ranks, ratio=ratio)
+    t_run = meta.get("run") or {}
+    episodes = eval_episodes if eval_episodes is not None else int(t_run.get("eval_episodes", 10))
+    protocol = dict(episodes=episodes, epsilon=float(t_run.get("eval_epsilon", 0.05)),
+                    max_steps=int(t_run.get("eval_max_steps", 27_000)), seed=eval_seed(seed))
+
+    def returns(net):
+        agent.q = net.eval()
+        return evaluate(agent, env, **protocol)["return_mean"]
+
+    out = {"teacher_params": n_params(teacher), "student_params": n_params(student),
+           "teacher_return": returns(teacher), "decomposed_return": returns(student),
+           "generator_final": log[-1]}
+    student = fine_tune(student, teacher, generator_sampler(g, batch, seed), steps=tune_steps, lr=lr, loss="mse")
+    out["finetuned_return"] = returns(student)
+    agent.q = teacher
+    out["student"] = student
+    return out
