@@ -50,10 +50,19 @@ def tucker2(weight: torch.Tensor, ranks: tuple[int, int]) -> tuple[torch.Tensor,
     r_out, r_in = ranks
     if not (1 <= r_out <= weight.shape[0] and 1 <= r_in <= weight.shape[1]):
         raise RewindError(f"Tucker ranks {ranks} outside 1..{tuple(weight.shape[:2])}")
+    cap_out, cap_in = max_ranks(weight.shape)   # a mode's rank is at most the rank of its unfolding
+    r_out, r_in = min(r_out, cap_out), min(r_in, cap_in)
     (core, (u_out, u_in)), _ = partial_tucker(weight.detach().cpu().double().numpy(), rank=[r_out, r_in],
                                               modes=[0, 1], init="svd", n_iter_max=50)
     as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(weight.dtype)
     return as_t(core), as_t(u_out), as_t(u_in)
+
+
+def max_ranks(shape) -> tuple[int, int]:
+    """Largest useful Tucker-2 ranks of a (O, I, ...) weight: each mode's unfolding rank bound."""
+    o, i = shape[:2]
+    k = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+    return min(o, i * k), min(i, o * k)
 
 
 def tucker_reconstruct(core: torch.Tensor, u_out: torch.Tensor, u_in: torch.Tensor) -> torch.Tensor:
@@ -90,10 +99,11 @@ def ranks_for_ratio(layer: nn.Module, ratio: float) -> tuple[int, int]:
     layer's weights (the largest such fraction; at least rank 1)."""
     o, i = layer.weight.shape[:2]
     k = int(np.prod(layer.weight.shape[2:])) if layer.weight.dim() > 2 else 1
+    cap_o, cap_i = max_ranks(layer.weight.shape)
     target = o * i * k / ratio
     best = (1, 1)
     for f in np.linspace(1.0, 0.0, 201)[:-1]:
-        ro, ri = max(1, round(f * o)), max(1, round(f * i))
+        ro, ri = max(1, min(cap_o, round(f * o))), max(1, min(cap_i, round(f * i)))
         if i * ri + ri * ro * k + ro * o <= target:
             return ro, ri
         best = (ro, ri)

@@ -77,6 +77,8 @@ def main(argv=None):
     ap.add_argument("--datasets", default="digits,shapes")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--shapes-train", type=int, default=2000)
+    ap.add_argument("--configs", default="all", help="all | recipe | local")
+    ap.add_argument("--tag", default="", help="suffix of the dataset name in the results (e.g. a smaller budget)")
     ap.add_argument("--out", default=str(RESULTS_DIR))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -89,8 +91,10 @@ def main(argv=None):
         hidden, batch, lr = ((64, 64), 32, 1e-3) if ds == "digits" else ((128, 128), 32, 1e-3)
         spe = len(data[1]) // batch
         for name, cfg in recipes(spe, args.epochs):
+            if args.configs != "all" and name.startswith("local") != (args.configs == "local"):
+                continue
             for seed in range(args.seeds):
-                key = f"{ds}|{name}|{seed}"
+                key = f"{ds}{args.tag}|{name}|{seed}"
                 if key in results:
                     continue
                 acc, wall = run_one(data, cfg, hidden, args.epochs, batch, lr, seed)
