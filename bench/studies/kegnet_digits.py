@@ -49,6 +49,8 @@ def main(argv=None):
     ap.add_argument("--ratios", default="2,4,8")
     ap.add_argument("--gen-steps", type=int, default=1000)
     ap.add_argument("--tune-steps", type=int, default=500)
+    ap.add_argument("--compress-last", action="store_true",
+                    help="also decompose the output layer (default: keep it; 128->10 at ratio >= 2 leaves rank < 10)")
     ap.add_argument("--out", default=str(RESULTS_DIR))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -66,13 +68,14 @@ def main(argv=None):
                 continue
             teacher = teacher or teacher_of(d, seed)
             g, _ = train_generator(teacher, 10, (64,), steps=args.gen_steps, seed=seed)
-            student = tucker_decompose(teacher, ratio=ratio)
+            skip = not args.compress_last
+            student = tucker_decompose(teacher, ratio=ratio, skip_last=skip)
             r = {"teacher": accuracy(teacher, d), "decomposed": accuracy(student, d),
                  "params": [n_params(teacher), n_params(student)]}
             free = fine_tune(student, teacher, generator_sampler(g, 64, seed), steps=args.tune_steps)
             r["data_free"] = accuracy(free, d)
             gen = torch.Generator().manual_seed(seed)
-            real = fine_tune(tucker_decompose(teacher, ratio=ratio), teacher,
+            real = fine_tune(tucker_decompose(teacher, ratio=ratio, skip_last=skip), teacher,
                              lambda: xtr[torch.randint(0, len(xtr), (64,), generator=gen)], steps=args.tune_steps)
             r["real_data"] = accuracy(real, d)
             res[key] = r
