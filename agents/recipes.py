@@ -53,7 +53,11 @@ def scheduled_lr(step: int, base_lr: float, warmup_steps: int = 0, schedule: str
     return 0.5 * (1.0 + math.cos(math.pi * t / decay_steps)) * base_lr
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+def set_lr(optimizer, lr: float) -> None:
+    """Set every param group's lr; wrappers holding the optimizer as `.inner` (transfer's
+    MaskedOptimizer) are unwrapped."""
+    while not hasattr(optimizer, "param_groups") and hasattr(optimizer, "inner"):
+        optimizer = optimizer.inner
     for group in optimizer.param_groups:
         group["lr"] = lr
 
