@@ -18,6 +18,8 @@ from rewind.agents.base import Agent
 from rewind.agents.device import check_precision, resolve_device
 from rewind.agents.networks import NETWORKS, n_discrete_actions, q_values, seeded_q_network
 from rewind.agents.optim import OPTIMIZERS, make_optimizer
+from rewind.agents.recipes import scheduled_lr, set_lr, validate_schedule
+from rewind.agents.stdim import STDIMAux
 from rewind.buffers.replay import UniformReplay
 from rewind.errors import RewindError
 
@@ -55,6 +57,12 @@ class DQNConfig:
                                      # (~25% faster updates on CPUs with AVX512-BF16/AMX; loss stays fp32).
                                      # Refused where bf16 is not native (emulated bf16 is ~6x slower).
     compile: bool = False            # torch.compile the Q-network (opt-in; pays off on GPUs, see docs)
+    lr_schedule: str = "constant"    # constant | cosine over gradient updates (He et al. 2019; agents/recipes.py)
+    lr_warmup_steps: int = 0         # linear lr warmup over this many gradient updates
+    lr_decay_steps: int = 0          # cosine: T, the gradient updates after the warmup until lr reaches 0
+    aux_loss: str = "none"           # none | dim: ST-DIM auxiliary loss on replay pairs (agents/stdim.py)
+    aux_weight: float = 0.1          # TD loss += aux_weight * (-bound)
+    dim_estimator: str = "infonce"   # infonce (ST-DIM) | jsd
 
     def validate(self):
         if self.network not in NETWORKS:
@@ -83,6 +91,13 @@ class DQNConfig:
             raise RewindError("agent.learning_starts and agent.eps_decay_steps must be >= 0")
         if any(h < 1 for h in self.hidden):
             raise RewindError(f"agent.hidden sizes must be >= 1, got {list(self.hidden)}")
+        validate_schedule(self)
+        if self.aux_loss not in ("none", "dim"):
+            raise RewindError(f"agent.aux_loss must be none or dim, got {self.aux_loss!r}")
+        if self.aux_loss == "none" and (self.aux_weight != 0.1 or self.dim_estimator != "infonce"):
+            raise RewindError("agent.aux_weight and agent.dim_estimator apply only with agent.aux_loss=dim")
+        if self.dim_estimator not in ("infonce", "jsd"):
+            raise RewindError(f"agent.dim_estimator must be infonce or jsd, got {self.dim_estimator!r}")
 
 
 def learning_due(steps: int, cfg) -> bool:
@@ -117,6 +132,7 @@ class DQNAgent(Agent):
         self.last_observed = 1   # env steps the last observe call added: update() learns for those
         self.updates = 0  # gradient updates done
         self.growth: list[list] = []  # Net2Net steps done: ["widen", factor, noise] / ["deepen", layers, noise]
+        self.stdim = STDIMAux(cfg, seed) if cfg.aux_loss == "dim" else None
 
     def make_replay(self):
         return UniformReplay(self.config.buffer_size, self.observation_space.shape, self.observation_space.dtype,
@@ -222,12 +238,19 @@ class DQNAgent(Agent):
             q_all = forward(obs).float()
         q = q_all.gather(1, actions.view(-1, 1)).squeeze(1)
         loss = F.huber_loss(q, targets, delta=self.config.huber_delta, reduction=self.config.loss_reduction)
+        td_loss = loss.item()
+        if self.stdim is not None:   # ST-DIM auxiliary loss on consecutive replay observations
+            loss = loss + self.stdim.term(net, self.replay, self.rng, self.device)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        cfg = self.config   # lr schedule hook: the lr of gradient update number self.updates (0-based)
+        set_lr(optimizer, scheduled_lr(self.updates, cfg.lr, cfg.lr_warmup_steps, cfg.lr_schedule, cfg.lr_decay_steps))
         if self.config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(net.parameters(), self.config.max_grad_norm)
         optimizer.step()
-        per_sample = loss.item() / (len(q) if self.config.loss_reduction == "sum" else 1)
+        if self.stdim is not None:
+            self.stdim.step()
+        per_sample = td_loss / (len(q) if self.config.loss_reduction == "sum" else 1)
         return {"loss": per_sample, "q_mean": q.detach().mean().item()}   # loss logged per sample either way
 
     # ------------------------------------------------------------------ checkpoints
@@ -240,6 +263,7 @@ class DQNAgent(Agent):
             "updates": self.updates,
             "rng": self.rng.bit_generator.state,
             "growth": [list(g) for g in self.growth],
+            **({"stdim": self.stdim.state_dict()} if self.stdim is not None else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -250,6 +274,8 @@ class DQNAgent(Agent):
         self.steps = int(state["steps"])
         self.updates = int(state["updates"])
         self.rng.bit_generator.state = state["rng"]
+        if self.stdim is not None and "stdim" in state:
+            self.stdim.load_state_dict(state["stdim"])
 
     def live_metrics(self) -> dict[str, float]:
         return {"epsilon": self.epsilon()}

@@ -3,6 +3,7 @@
     rewind distill runs/dqn-minatar-breakout-s0 --student quarter
     rewind distill runs/teacher/checkpoint.pt --student 0.5 --loss rkd --experience student --steps 100000
     rewind distill runs/teacher --student half --logdir runs/student --resume
+    rewind distill runs/teacher --data-free --ratio 4          # KegNet: no env data, Tucker-2 student
 
 The student is the teacher's network (same kind, same hidden sizes) with every hidden layer
 scaled: SIZE is a width multiplier of the teacher's width (0.5) or a name (quarter, half: the
@@ -26,7 +27,15 @@ def register(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("teacher", metavar="TEACHER_CHECKPOINT",
                    help="teacher checkpoint.pt (or its run directory) written by `rewind train` (dqn, ebu, distill)")
-    p.add_argument("--student", required=True, metavar="SIZE",
+    p.add_argument("--data-free", action="store_true",
+                   help="KegNet (Yoo et al. 2019): train a generator against the teacher, Tucker-2 decompose it "
+                        "(--tucker-ranks or --ratio) and fine-tune the student on generated samples only; "
+                        "needs pip install rewind-rl[tucker]")
+    p.add_argument("--tucker-ranks", default=None, metavar="R_OUT,R_IN",
+                   help="--data-free: Tucker-2 ranks for every layer")
+    p.add_argument("--ratio", type=float, default=None, help="--data-free: target compression ratio per layer")
+    p.add_argument("--generator-steps", type=int, default=2000, help="--data-free: generator steps (default 2000)")
+    p.add_argument("--student", default=None, metavar="SIZE",
                    help="student size: width multiplier of the teacher's layers (e.g. 0.5) or quarter / half "
                         "(width giving ~1/4 or ~1/2 of the teacher's parameters)")
     p.add_argument("--loss", default="policy", metavar="LOSS",
@@ -50,7 +59,41 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def run_data_free(args) -> int:
+    import torch
+
+    from rewind.transfer.kegnet import data_free_q_distill
+
+    if args.student is not None:
+        raise RewindError("--data-free makes a Tucker-2 student: give --tucker-ranks or --ratio, not --student")
+    ranks = None
+    if args.tucker_ranks is not None:
+        try:
+            ranks = tuple(int(r) for r in args.tucker_ranks.split(","))
+        except ValueError:
+            ranks = ()
+        if len(ranks) != 2:
+            raise RewindError(f"--tucker-ranks must be R_OUT,R_IN (two integers), got {args.tucker_ranks!r}")
+    if (ranks is None) == (args.ratio is None):
+        raise RewindError("--data-free needs exactly one of --tucker-ranks R_OUT,R_IN or --ratio X")
+    res = data_free_q_distill(args.teacher, ranks=ranks, ratio=args.ratio, gen_steps=args.generator_steps,
+                              tune_steps=args.steps, seed=args.seed)
+    logdir = Path(args.logdir or f"runs/kegnet-s{args.seed}")
+    logdir.mkdir(parents=True, exist_ok=True)
+    torch.save(res["student"], logdir / "student_tucker.pt")
+    print(f"teacher: {res['teacher_params']:,} parameters, eval return {res['teacher_return']:.2f}")
+    print(f"Tucker-2 student: {res['student_params']:,} parameters "
+          f"({res['student_params'] / res['teacher_params']:.1%}); eval return after decomposition "
+          f"{res['decomposed_return']:.2f}, after data-free fine-tuning {res['finetuned_return']:.2f}")
+    print(f"rewind: student module in {logdir}/student_tucker.pt (torch.load; not a `rewind eval` checkpoint)")
+    return 0
+
+
 def run(args) -> int:
+    if args.data_free:
+        return run_data_free(args)
+    if args.student is None:
+        raise RewindError("--student SIZE is required (or --data-free)")
     from rewind.run.experiment import exit_status, run_experiment
     from rewind.run.loop import eval_seed, evaluate
     from rewind.config import parse_set

@@ -17,21 +17,27 @@ from rewind.agents import AGENTS, agent_class
 from rewind.errors import RewindError
 from rewind.run.loop import RunConfig, train
 
+# the Bag of Tricks recipe keys (agents/recipes.py), all on
+RECIPE = {"lr_schedule": "cosine", "lr_warmup_steps": 5, "lr_decay_steps": 50, "weight_decay": 1e-4, "no_bias_decay": True, "label_smoothing": 0.1, "mixup_alpha": 0.2}
+DIM = {"hidden": (8, 8), "aux_loss": "dim", "aux_weight": 0.5, "dim_estimator": "infonce"}
+Q_DIM = {"aux_loss": "dim", "aux_weight": 0.5, "dim_estimator": "jsd"}
+
 # agent -> (env, base overrides so learning starts within the short run, variants whose reads are added:
 # a field used only in one mode, e.g. the focal-loss gamma, must be read in that mode)
 SETUPS = {
-    "dqn": ("CartPole-v1", {"learning_starts": 50, "batch_size": 8}, [{}, {"n_step": 3}]),
-    "ebu": ("CartPole-v1", {"learning_starts": 50, "batch_size": 8}, [{}]),
-    "ebu-adaptive": ("CartPole-v1", {"learning_starts": 50, "batch_size": 8}, [{}]),
+    "dqn": ("CartPole-v1", {"learning_starts": 50, "batch_size": 8}, [{}, {"n_step": 3}, Q_DIM]),
+    "ebu": ("CartPole-v1", {"learning_starts": 50, "batch_size": 8}, [{}, Q_DIM]),
+    "ebu-adaptive": ("CartPole-v1", {"learning_starts": 50, "batch_size": 8}, [{}, Q_DIM]),
     "tabular-ebu": (("rewind/maze-v0", {"observation": "index", "size": 4, "density": 0.0, "max_steps": 30}), {}, [{}]),
     "tabular-q": (("rewind/maze-v0", {"observation": "index", "size": 4, "density": 0.0, "max_steps": 30}), {}, [{}]),
     "eps-greedy-linear": ("rewind/bandit-iris-v0", {}, [{}]),
     "linucb": ("rewind/bandit-iris-v0", {}, [{}]),
     "regcb": ("rewind/bandit-iris-v0", {}, [{}]),
-    "eps-greedy-neural": ("rewind/bandit-iris-v0", {"batch_size": 8}, [{}, {"cb_beta": 0.9, "cb_loss": "focal"}]),
-    "bootstrap-ts": ("rewind/bandit-iris-v0", {"batch_size": 8}, [{}, {"cb_beta": 0.9, "cb_loss": "focal"}]),
+    "eps-greedy-neural": ("rewind/bandit-iris-v0", {"batch_size": 8}, [{}, {"cb_beta": 0.9, "cb_loss": "focal"}, RECIPE, DIM]),
+    "bootstrap-ts": ("rewind/bandit-iris-v0", {"batch_size": 8}, [{}, {"cb_beta": 0.9, "cb_loss": "focal"}, RECIPE, DIM]),
     "softmax-pg": ("rewind/bandit-iris-v0", {}, [{}]),
-    "supervised": (("rewind/bandit-iris-v0", {"full_feedback": True}), {"batch_size": 8}, [{}, {"cb_beta": 0.9, "cb_loss": "focal"}]),
+    "supervised": (("rewind/bandit-iris-v0", {"full_feedback": True}), {"batch_size": 8},
+                   [{}, {"cb_beta": 0.9, "cb_loss": "focal"}, RECIPE, {"local_loss": "predsim-bpf"}, DIM]),
 }
 SPECIAL = {"enas", "distill"}   # their own envs: a NAS env over a shared-weight child; a teacher checkpoint
 

@@ -1,0 +1,218 @@
+"""Bag of Tricks recipe (agents/recipes.py) and local error signals (agents/local_loss.py):
+the formulas at given steps, and the learners honouring them."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rewind.agents import make_agent
+from rewind.agents.bandit_neural import EpsGreedyNeuralAgent, SupervisedAgent
+from rewind.agents.local_loss import similarity_matrix, sim_loss
+from rewind.agents.recipes import decay_groups, mixup, scheduled_lr, smooth_labels, soft_cross_entropy
+from rewind.envs import make_env
+from rewind.errors import RewindError
+
+torch.set_num_threads(1)
+
+
+# ------------------------------------------------------------------ formulas at given steps
+@pytest.mark.parametrize("step,expected", [
+    (0, 0.1 * 1 / 5), (2, 0.1 * 3 / 5), (4, 0.1),                       # warmup: i * eta / m, i = step + 1
+    (5, 0.1), (5 + 25, 0.5 * (1 + math.cos(math.pi * 25 / 100)) * 0.1),  # cosine from t = 0 after warmup
+    (5 + 50, 0.05), (5 + 100, 0.0), (5 + 400, 0.0),
+])
+def test_warmup_cosine_lr_matches_the_formula(step, expected):
+    assert scheduled_lr(step, 0.1, warmup_steps=5, schedule="cosine", decay_steps=100) == pytest.approx(expected)
+
+
+def test_constant_schedule_and_refusals():
+    assert scheduled_lr(3, 0.2, warmup_steps=4) == pytest.approx(0.2)
+    assert scheduled_lr(1000, 0.2) == 0.2
+    with pytest.raises(RewindError):
+        scheduled_lr(0, 0.1, schedule="step")
+    with pytest.raises(RewindError, match="lr_decay_steps"):
+        scheduled_lr(0, 0.1, schedule="cosine", decay_steps=0)
+
+
+def test_label_smoothing_is_he_et_al_eq3():
+    q = smooth_labels(torch.tensor([2, 0]), 4, 0.1)
+    expected = torch.tensor([[0.1 / 3, 0.1 / 3, 0.9, 0.1 / 3], [0.9, 0.1 / 3, 0.1 / 3, 0.1 / 3]])
+    assert torch.allclose(q, expected)
+    assert torch.allclose(q.sum(1), torch.ones(2))
+    z = torch.tensor([[0.3, -1.0, 2.0, 0.5]])
+    manual = -(expected[0] * torch.log_softmax(z[0], 0)).sum()
+    assert soft_cross_entropy(z, q[:1]).item() == pytest.approx(manual.item())
+
+
+def test_mixup_matches_its_formula():
+    x = torch.tensor([[1.0, 2.0], [3.0, 5.0], [-1.0, 0.0]])
+    y = torch.eye(3)
+    perm = torch.tensor([2, 0, 1])
+    xm, ym = mixup(x, y, 0.7, perm)
+    assert torch.allclose(xm[1], 0.7 * x[1] + 0.3 * x[0])
+    assert torch.allclose(ym[0], torch.tensor([0.7, 0.0, 0.3]))
+
+
+def test_no_bias_decay_groups():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    g = decay_groups(net.named_parameters(), 1e-4, True)
+    assert [len(x["params"]) for x in g] == [2, 4] and g[1]["weight_decay"] == 0.0
+    assert len(decay_groups(net.named_parameters(), 1e-4, False)) == 1
+
+
+# ------------------------------------------------------------------ the learners honour them
+def _xy(n=16, d=6, k=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g), torch.randint(0, k, (n,), generator=g)
+
+
+def _supervised(**cfg):
+    env = make_env("rewind/bandit-iris-v0", {"full_feedback": True}, seed=0)
+    c = dataclasses.replace(SupervisedAgent.Config(), hidden=(8, 8), **cfg)
+    c.validate()
+    return SupervisedAgent(env.observation_space, env.action_space, c, seed=0)
+
+
+def test_supervised_learner_steps_at_the_scheduled_lr():
+    agent = _supervised(lr=0.01, lr_warmup_steps=2, lr_schedule="cosine", lr_decay_steps=4)
+    x, y = torch.randn(8, agent.dim), torch.randint(0, agent.n_arms, (8,))
+    seen = []
+    for _ in range(7):
+        agent._supervised_step(x, y)
+        seen.append(agent.opt.param_groups[0]["lr"])
+    want = [scheduled_lr(s, 0.01, 2, "cosine", 4) for s in range(7)]
+    assert seen == pytest.approx(want) and seen[0] == pytest.approx(0.005) and seen[-1] == 0.0
+
+
+def test_supervised_learner_uses_the_smoothed_loss():
+    # with lr tiny the loss reported is the loss of the pre-step weights: compare with a manual CE
+    agent = _supervised(label_smoothing=0.2)
+    x, y = 30 * torch.randn(8, agent.dim), torch.randint(0, agent.n_arms, (8,))   # confident logits
+    with torch.no_grad():
+        z = agent.net(x)[0]
+    manual = soft_cross_entropy(z, smooth_labels(y, agent.n_arms, 0.2)).mean().item()
+    plain = F.cross_entropy(z, y).item()
+    got = agent._supervised_step(x, y)
+    assert got == pytest.approx(manual, rel=1e-5) and abs(got - plain) > 1e-3
+
+
+def test_recipe_refusals():
+    with pytest.raises(RewindError, match="zero_gamma"):
+        SupervisedAgent.Config(zero_gamma=True).validate()
+    with pytest.raises(RewindError, match="cb_loss=softmax"):
+        SupervisedAgent.Config(cb_loss="focal", label_smoothing=0.1).validate()
+    with pytest.raises(RewindError, match="lr_decay_steps"):
+        SupervisedAgent.Config(lr_schedule="cosine").validate()
+    with pytest.raises(RewindError, match="no_bias_decay"):
+        SupervisedAgent.Config(no_bias_decay=True).validate()
+    with pytest.raises(RewindError, match="class labels"):
+        EpsGreedyNeuralAgent.Config(local_loss="sim").validate()
+
+
+@pytest.mark.parametrize("cfg", [{"mixup_alpha": 0.2, "label_smoothing": 0.1, "weight_decay": 1e-4, "no_bias_decay": True},
+                                 {"local_loss": "pred"}])
+@pytest.mark.parametrize("name", ["eps-greedy-neural", "bootstrap-ts"])
+def test_bandit_learners_train_with_the_recipe(name, cfg):
+    env = make_env("rewind/bandit-iris-v0", seed=0)
+    agent = make_agent(name, env, {"batch_size": 8, **cfg}, seed=0)
+    obs, _ = env.reset(seed=0)
+    for _ in range(30):
+        a = agent.act(obs)
+        nxt, r, term, trunc, info = env.step(a)
+        agent.observe(obs, a, r, nxt, term, trunc, info)
+        m = agent.update()
+        obs, _ = env.reset()
+    assert np.isfinite(m["loss"]) and agent.updates == 30
+
+
+# ------------------------------------------------------------------ local error signals
+def test_sim_loss_is_zero_when_the_similarity_matrices_match():
+    y = torch.tensor([0, 1, 0, 2, 1])
+    onehot = F.one_hot(y, 3).float()
+    h = 2.5 * onehot[:, [2, 0, 1]] + 0.7   # same geometry: columns permuted, scaled, shifted
+    assert torch.allclose(similarity_matrix(h), similarity_matrix(onehot), atol=1e-4)
+    assert sim_loss(h, onehot).item() < 1e-8
+    assert sim_loss(torch.randn(5, 6), onehot).item() > 1e-3
+
+
+def test_similarity_matrix_reduces_conv_outputs_to_the_spatial_std():
+    x = torch.randn(4, 5, 3, 3)
+    assert torch.allclose(similarity_matrix(x), similarity_matrix(x.flatten(2).std(2)))
+
+
+@pytest.mark.parametrize("kind", ["pred", "sim", "predsim", "pred-bpf", "predsim-bpf"])
+def test_no_gradient_crosses_layers(kind):
+    """One step whose only loss is layer 2's local loss (output loss zeroed) leaves layer 1 unchanged,
+    while layer 2 moves; with global backprop the same step moves layer 1."""
+    agent = _supervised(local_loss=kind, lr=0.05)
+    x, y = torch.randn(16, agent.dim), torch.randint(0, agent.n_arms, (16,))
+    w0 = [w.detach().clone() for w in agent.net.weights]
+    agent._step(x, lambda z: 0.0 * z.sum(), lambda k, h: _only_layer(k, 1, agent, h, y, kind))
+    assert torch.equal(agent.net.weights[0], w0[0])              # layer 1 (index 0) untouched
+    assert not torch.equal(agent.net.weights[1], w0[1])          # layer 2 trained by its own loss
+    assert torch.equal(agent.net.weights[2], w0[2])              # output loss was zero
+    # control: the same loss at layer 2 with gradient allowed through reaches layer 1
+    ctrl = _supervised(lr=0.05)
+    w_before = ctrl.net.weights[0].detach().clone()
+    h1 = torch.relu(torch.baddbmm(ctrl.net.biases[0], x.unsqueeze(0), ctrl.net.weights[0]))
+    h2 = torch.relu(torch.baddbmm(ctrl.net.biases[1], h1, ctrl.net.weights[1]))
+    ctrl.opt.zero_grad()
+    h2.pow(2).sum().backward()
+    ctrl.opt.step()
+    assert not torch.equal(ctrl.net.weights[0], w_before)
+
+
+def _only_layer(k, which, agent, h, y, kind):
+    """The learner's real local loss at layer `which`, zero elsewhere."""
+    if k != which:
+        return 0.0 * h.sum()
+    from rewind.agents.local_loss import pred_loss
+    if kind.startswith("pred"):
+        return pred_loss(agent.local.pred(k, h)[0], y) if not kind.endswith("bpf") else agent.local.pred(k, h).pow(2).mean()
+    return sim_loss(torch.bmm(h, agent.local.sim_w[k])[0], F.one_hot(y, agent.n_arms).float())
+
+
+@pytest.mark.parametrize("kind", ["pred", "sim", "predsim", "pred-bpf", "predsim-bpf"])
+def test_local_loss_learners_learn_iris(kind):
+    env = make_env("rewind/bandit-iris-v0", {"full_feedback": True}, seed=0)
+    agent = make_agent("supervised", env, {"batch_size": 16, "hidden": [16, 16], "lr": 3e-3, "local_loss": kind}, seed=0)
+    obs, _ = env.reset(seed=0)
+    hits = []
+    for _ in range(400):
+        a = agent.act(obs)
+        nxt, r, term, trunc, info = env.step(a)
+        agent.observe(obs, a, r, nxt, term, trunc, info)
+        agent.update()
+        hits.append(r)
+        obs, _ = env.reset()
+    assert np.mean(hits[-150:]) > 0.6   # 3 classes: chance 1/3
+
+
+@pytest.mark.parametrize("name", ["dqn", "ebu", "ebu-adaptive"])
+def test_dqn_and_ebu_step_at_the_scheduled_lr(name):
+    env = make_env("CartPole-v1", seed=0)
+    agent = make_agent(name, env, {"learning_starts": 20, "batch_size": 4, "update_every": 1, "hidden": [8], "lr": 1e-3,
+                                   "lr_schedule": "cosine", "lr_warmup_steps": 3, "lr_decay_steps": 10}, seed=0)
+    agent.config.validate()
+    obs, _ = env.reset(seed=0)
+    seen = {}
+    for _ in range(120):
+        a = agent.act(obs)
+        nxt, r, term, trunc, info = env.step(a)
+        agent.observe(obs, a, r, nxt, term, trunc, info)
+        before = agent.updates
+        agent.update()
+        if agent.updates == before + 1:   # one gradient update: it ran at the lr of step `before`
+            seen[before] = [o.param_groups[0]["lr"] for _, o in agent.learners_and_optimizers()]
+        obs = env.reset()[0] if term or trunc else nxt
+    assert len(seen) >= 14
+    for step, lrs in seen.items():
+        assert lrs == pytest.approx([scheduled_lr(step, 1e-3, 3, "cosine", 10)] * len(lrs))
+    with pytest.raises(RewindError, match="lr_decay_steps"):
+        agent.Config(lr_decay_steps=5).validate()
