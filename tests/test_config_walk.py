@@ -36,9 +36,16 @@ SETUPS = {
     "eps-greedy-neural": ("rewind/bandit-iris-v0", {"batch_size": 8}, [{}, {"cb_beta": 0.9, "cb_loss": "focal"}, RECIPE, DIM]),
     "bootstrap-ts": ("rewind/bandit-iris-v0", {"batch_size": 8}, [{}, {"cb_beta": 0.9, "cb_loss": "focal"}, RECIPE, DIM]),
     "softmax-pg": ("rewind/bandit-iris-v0", {}, [{}]),
+    "youtube-dnn": ("rewind/recsys-v0", {"learning_starts": 100, "batch_size": 16}, [{}, {"example_age": False, "ranking_loss": "click"},
+                                              {"ranking_head": "mmoe"}]),
+    "cg-eps-greedy-linear": ("rewind/recsys-v0", {}, [{}]),
+    "cg-linucb": ("rewind/recsys-v0", {}, [{}]),
+    "cg-bootstrap-ts": ("rewind/recsys-v0", {}, [{}]),
+    "mtl-bandit": ("rewind/mmoe-rho1.0-v0", {}, [{}, {"head": "omoe"}]),
     "supervised": (("rewind/bandit-iris-v0", {"full_feedback": True}), {"batch_size": 8},
                    [{}, {"cb_beta": 0.9, "cb_loss": "focal"}, RECIPE, {"local_loss": "predsim-bpf"}, DIM]),
 }
+NO_CONFIG = {"recsys-random"}   # no settings at all: nothing can be ignored
 SPECIAL = {"enas", "distill"}   # their own envs: a NAS env over a shared-weight child; a teacher checkpoint
 
 
@@ -98,7 +105,8 @@ def other_value(value):
 
 
 def test_every_registered_agent_is_walked():
-    assert set(AGENTS) == set(SETUPS) | SPECIAL
+    assert set(AGENTS) == set(SETUPS) | SPECIAL | NO_CONFIG
+    assert all(agent_class(name).Config is None for name in NO_CONFIG)
 
 
 @pytest.fixture(scope="module")
