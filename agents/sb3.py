@@ -357,6 +357,8 @@ class EBU(DQN):
 
     def learn(self, total_timesteps: int, callback=None, log_interval: int = 4, tb_log_name: str = "EBU",
               reset_num_timesteps: bool = True, progress_bar: bool = False):
+        if self.replay_buffer is not None and (reset_num_timesteps or self._last_obs is None):
+            self.replay_buffer.truncate_last_trajectory()   # SB3 resets the envs: close their running episodes
         return super().learn(total_timesteps=total_timesteps, callback=callback, log_interval=log_interval,
                              tb_log_name=tb_log_name, reset_num_timesteps=reset_num_timesteps,
                              progress_bar=progress_bar)
@@ -378,9 +380,14 @@ class EBU(DQN):
                           mmap=False)
         if not isinstance(state, dict) or state.get("format") != REPLAY_FORMAT:
             raise RewindError(f"{path} is not an EBU replay written by EBU.save_replay_buffer")
+        if self.replay_buffer is None:   # as SB3's load_replay_buffer, which builds the buffer from the file
+            self.replay_buffer = self.replay_buffer_class(
+                self.buffer_size, self.observation_space, self.action_space, device=self.device, n_envs=self.n_envs,
+                optimize_memory_usage=self.optimize_memory_usage, **(self.replay_buffer_kwargs or {}))
         self.replay_buffer.load_state_dict(state)
-        if truncate_last_traj:
-            self.replay_buffer.truncate_last_trajectory()
+        self.replay_buffer.device = self.device   # as SB3: the buffer follows the model's device
+        # truncate_last_traj: SB3 applies it to HER buffers only; here the running episodes are closed when
+        # learn() resets the envs, so the loaded arrays stay as saved
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_queue_env", "_queue_idx", "_queue_y", "_ebu_rng"]

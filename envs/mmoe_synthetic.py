@@ -95,8 +95,9 @@ class MMoESyntheticBandit(gym.Env):
         mean = self.tasks.mean(self._x).sum(1)
         y = self.tasks.sample(self._x[a:a + 1], self._rng)[0]
         info = {"feedback": y.astype(np.float64), "expected_reward": float(mean[a]),
-                "best_expected_reward": float(mean.max()), "best_action": int(np.argmax(mean)),
-                "propensity": float(getattr(action, "propensity", np.nan))}
+                "best_expected_reward": float(mean.max()), "best_action": int(np.argmax(mean))}
+        if hasattr(action, "propensity"):   # only a LoggedAction knows it (a NaN would break gymnasium's check_env)
+            info["propensity"] = float(action.propensity)
         obs = self._x.astype(np.float32).reshape(-1)
         self._x = None
         return obs, float(y.sum()), True, False, info

@@ -23,7 +23,7 @@ Observation (flat float32): the last ``history_len`` watched item ids (-1 = empt
 demographics one-hot, t / publish_steps and the fraction of the catalogue published
 (``split_obs`` takes it apart). ``info``: click, watch_time, expected_reward (of the action
 taken), best_expected_reward and best_action (for regret), propensity (of the action taken,
-if the agent sent it with a ``LoggedAction``, else NaN), user, t.
+only when the agent sent it with a ``LoggedAction``), user, t.
 """
 
 from __future__ import annotations
@@ -239,8 +239,9 @@ class RecsysEnv(gym.Env):
         clicked, watch = self.world.sample(self.user, a, self.t, self._rng)
         reward = watch if self.cfg.reward == "watch_time" else float(clicked)
         info = {"click": clicked, "watch_time": watch, "expected_reward": float(er[a]),
-                "best_expected_reward": float(er[best]), "best_action": best,
-                "propensity": float(getattr(action, "propensity", math.nan)), "user": self.user, "t": self.t}
+                "best_expected_reward": float(er[best]), "best_action": best, "user": self.user, "t": self.t}
+        if hasattr(action, "propensity"):   # only a LoggedAction knows it (a NaN would break gymnasium's check_env)
+            info["propensity"] = float(action.propensity)
         if clicked:   # the watch joins the user's history
             h = self.world.history[self.user]
             h[:-1] = h[1:]
