@@ -16,6 +16,7 @@ versions. Results without `code_files` are checked against every learning-code f
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import shlex
@@ -49,8 +50,10 @@ def _git(*args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+@functools.lru_cache(maxsize=1)
 def code_version() -> dict:
-    """The commit this code is at and whether the files a run depends on differ from it."""
+    """The commit this code is at and whether the files a run depends on differ from it, taken once per
+    process: a long-lived harness keeps the code it imported even if the checkout moves on."""
     commit = _git("rev-parse", "HEAD")
     dirty = _git("status", "--porcelain", "--", *CODE_PATHS)
     return {"commit": commit, "dirty": bool(dirty) if dirty is not None else None}
