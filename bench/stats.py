@@ -19,6 +19,7 @@ replicates of a 26-game suite take milliseconds where rliable's arch-based loop 
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats as _scipy_stats
 from scipy.stats import trim_mean
 
 from rewind.errors import RewindError
@@ -124,3 +125,11 @@ def performance_profile(scores: dict, taus: np.ndarray, reps: int = 1000, seed: 
     boot_prof = np.mean([(b[:, :, None] > taus[None, None, :]).mean(axis=1) for b in boot], axis=0)
     tail = 100 * (1 - size) / 2
     return profile, np.percentile(boot_prof, [tail, 100 - tail], axis=0)
+
+
+def t_interval(x) -> tuple[float, float]:
+    """Mean over seeds and the half-width of its 95% Student-t interval (nan with fewer than 2 seeds)."""
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < 2:
+        return float(x.mean()), float("nan")
+    return float(x.mean()), float(_scipy_stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))

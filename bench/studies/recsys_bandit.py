@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rewind.bench.stats import t_interval
+
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results" / "recsys"
 LEARNERS = {   # label -> (agent, config overrides)
     "yt age, weighted LR": ("youtube-dnn", {}),
@@ -87,15 +89,7 @@ def run_one(label: str, env_id: str, seed: int, steps: int, block: int = 1000) -
             "total_watch": float(watch.sum()), "sps": steps / secs}
 
 
-def t_ci(x) -> tuple[float, float]:
-    """Mean and 95% t half-width over seeds."""
-    from scipy import stats
-
-    x = np.asarray(x, dtype=np.float64)
-    if len(x) < 2:
-        return float(x.mean()), float("nan")
-    return float(x.mean()), float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
-
+t_ci = t_interval   # one seed-t interval for every study (bench/stats.py)
 
 def _fmt(x, digits=2) -> str:
     m, h = t_ci(x)

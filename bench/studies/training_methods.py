@@ -23,6 +23,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rewind.bench.stats import t_interval as ci95   # one seed-t interval for every study
+
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results" / "training_methods"
 
 
@@ -64,11 +66,6 @@ def run_one(data, cfg: dict, hidden, epochs: int, batch: int, lr: float, seed: i
     return float((agent.predict(xte) == yte).float().mean()), wall
 
 
-def ci95(v) -> tuple[float, float]:
-    from scipy import stats
-    v = np.asarray(v, dtype=float)
-    h = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
-    return float(v.mean()), float(h)
 
 
 def main(argv=None):
