@@ -66,8 +66,6 @@ def run_one(data, cfg: dict, hidden, epochs: int, batch: int, lr: float, seed: i
     return float((agent.predict(xte) == yte).float().mean()), wall
 
 
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=5)
