@@ -17,6 +17,7 @@ from rewind.agents import net2net
 from rewind.agents.base import Agent
 from rewind.agents.device import check_precision, resolve_device
 from rewind.agents.networks import NETWORKS, n_discrete_actions, q_values, seeded_q_network
+from rewind.agents.overlap import Overlap
 from rewind.agents.optim import OPTIMIZERS, make_optimizer
 from rewind.agents.recipes import scheduled_lr, set_lr, validate_schedule
 from rewind.agents.stdim import STDIMAux
@@ -63,6 +64,9 @@ class DQNConfig:
     aux_loss: str = "none"           # none | dim: ST-DIM auxiliary loss on replay pairs (agents/stdim.py)
     aux_weight: float = 0.1          # TD loss += aux_weight * (-bound)
     dim_estimator: str = "infonce"   # infonce (ST-DIM) | jsd
+    overlap: bool = False            # act while the learner updates on a background thread; actions then come
+                                     # from parameters one update old (Ape-X-like; agents/overlap.py). Off:
+                                     # the papers' sequential loop
 
     def validate(self):
         if self.network not in NETWORKS:
@@ -98,6 +102,9 @@ class DQNConfig:
             raise RewindError("agent.aux_weight and agent.dim_estimator apply only with agent.aux_loss=dim")
         if self.dim_estimator not in ("infonce", "jsd"):
             raise RewindError(f"agent.dim_estimator must be infonce or jsd, got {self.dim_estimator!r}")
+        if self.overlap and self.aux_loss != "none":
+            raise RewindError("agent.overlap does not combine with agent.aux_loss: the auxiliary loss samples the "
+                              "replay inside the update; turn one of them off")
 
 
 def learning_due(steps: int, cfg) -> bool:
@@ -133,6 +140,7 @@ class DQNAgent(Agent):
         self.updates = 0  # gradient updates done
         self.growth: list[list] = []  # Net2Net steps done: ["widen", factor, noise] / ["deepen", layers, noise]
         self.stdim = STDIMAux(cfg, seed) if cfg.aux_loss == "dim" else None
+        self.overlap = Overlap(self.q) if cfg.overlap else None
 
     def make_replay(self):
         return UniformReplay(self.config.buffer_size, self.observation_space.shape, self.observation_space.dtype,
@@ -145,18 +153,28 @@ class DQNAgent(Agent):
         frac = min(1.0, max(0, done) / max(1, cfg.eps_decay_steps))
         return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
 
+    @property
+    def acting_net(self) -> torch.nn.Module:
+        """The network actions come from: the learner, or its one-update-old copy under agent.overlap."""
+        return self.overlap.actor if self.overlap is not None else self.q
+
     def greedy_action(self, obs) -> int:
-        return int(q_values(self.q, obs, self.device).argmax())
+        return int(q_values(self.acting_net, obs, self.device).argmax())
 
     def act(self, obs, explore: bool = True):
-        if explore and self.rng.random() < self.epsilon():
+        if not explore:   # evaluation: the newest parameters (under agent.overlap, once the update in flight is done)
+            self.finish_update()
+            return int(q_values(self.q, obs, self.device).argmax())
+        if self.rng.random() < self.epsilon():
             return int(self.rng.integers(self.n_actions))  # skip the forward pass: it is not needed
         return self.greedy_action(obs)
 
     def act_batch(self, obs, explore: bool = True) -> np.ndarray:
         """One forward pass for all envs; each env explores with probability epsilon on its own."""
+        if not explore:
+            self.finish_update()
         with torch.inference_mode():
-            greedy = self.q(torch.as_tensor(np.asarray(obs), device=self.device)).argmax(1).cpu().numpy()
+            greedy = (self.acting_net if explore else self.q)(torch.as_tensor(np.asarray(obs), device=self.device)).argmax(1).cpu().numpy()
         return self.explore_batch(greedy) if explore else greedy
 
     def explore_batch(self, greedy: np.ndarray) -> np.ndarray:
@@ -192,12 +210,26 @@ class DQNAgent(Agent):
         return metrics
 
     def gradient_update(self) -> dict[str, float]:
-        """One learning step, counted, with the target network copied on its schedule."""
-        metrics = self.learn()
+        """One learning step, counted, with the target network copied on its schedule. Under agent.overlap
+        the step runs on the learner thread and the metrics returned are those of the step before."""
+        if self.overlap is None:
+            return self._apply_counted(self.prepare_batch())
+        metrics = self.overlap.wait()
+        self.overlap.refresh(self.q)   # the only place the actor's copy changes (and loading, growth)
+        self.overlap.submit(self._apply_counted, self.prepare_batch())
+        return metrics
+
+    def _apply_counted(self, batch: dict) -> dict[str, float]:
+        metrics = self.apply_batch(batch)
         self.updates += 1
         if self.updates % self.config.target_update_every == 0:
             self.sync_target()
         return metrics
+
+    def finish_update(self) -> None:
+        """agent.overlap: wait for the update in flight, so the networks may be read (no-op otherwise)."""
+        if self.overlap is not None:
+            self.overlap.wait()
 
     def autocast(self):
         """bfloat16 autocast for learner forward passes when precision is bf16 (no-op otherwise)."""
@@ -208,12 +240,18 @@ class DQNAgent(Agent):
 
     def learn(self) -> dict[str, float]:
         """One gradient step on a uniform minibatch with one-step or n-step (double) DQN targets."""
+        return self.apply_batch(self.prepare_batch())
+
+    def prepare_batch(self) -> dict:
+        """What one gradient step needs from the replay, copied out of it (the caller's thread only)."""
         cfg = self.config
         idx = self.replay.sample_indices(cfg.batch_size, self.rng)
         if cfg.n_step > 1:
-            b = self.replay.n_step_batch(idx, cfg.n_step, cfg.gamma, self.device)
-        else:
-            b = self.replay.batch(idx, self.device)
+            return self.replay.n_step_batch(idx, cfg.n_step, cfg.gamma, self.device)
+        return self.replay.batch(idx, self.device)
+
+    def apply_batch(self, b: dict) -> dict[str, float]:
+        """The gradient step on a prepared minibatch: targets from the target network, one optimizer step."""
         with torch.no_grad():
             targets = self.td_targets(b["rewards"], b["next_obs"], b["terminated"], b.get("discounts"))
         return self.gradient_step(b["obs"], b["actions"], targets)
@@ -255,6 +293,7 @@ class DQNAgent(Agent):
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
+        self.finish_update()
         return {
             "q": self.q.state_dict(),
             "q_target": self.q_target.state_dict(),
@@ -264,9 +303,11 @@ class DQNAgent(Agent):
             "rng": self.rng.bit_generator.state,
             "growth": [list(g) for g in self.growth],
             **({"stdim": self.stdim.state_dict()} if self.stdim is not None else {}),
+            **({"q_actor": self.overlap.actor.state_dict()} if self.overlap is not None else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
+        self.finish_update()
         self.apply_growth(state.get("growth", []))   # rebuild the grown shapes, then load
         self.q.load_state_dict(state["q"])
         self.q_target.load_state_dict(state["q_target"])
@@ -276,6 +317,10 @@ class DQNAgent(Agent):
         self.rng.bit_generator.state = state["rng"]
         if self.stdim is not None and "stdim" in state:
             self.stdim.load_state_dict(state["stdim"])
+        if self.overlap is not None:
+            self.overlap.refresh(self.q)
+            if "q_actor" in state:   # the actor's one-update-old copy, for a bit-identical resume
+                self.overlap.actor.load_state_dict(state["q_actor"])
 
     def live_metrics(self) -> dict[str, float]:
         return {"epsilon": self.epsilon()}
@@ -288,6 +333,7 @@ class DQNAgent(Agent):
         recorded in state_dict() so load_state_dict() (resume, eval) replays it on fresh networks."""
         if not widen >= 1.0 or deepen < 0 or noise < 0:
             raise RewindError(f"grow needs widen >= 1, deepen >= 0 and noise >= 0; got {widen}, {deepen}, {noise}")
+        self.finish_update()
         if widen != 1.0:
             self._grow_step("widen", float(widen), float(noise))
         if deepen:
@@ -322,5 +368,7 @@ class DQNAgent(Agent):
         net2net.grow_network(self.q_target, widen, deepen, np.random.default_rng(seed), noise)
         self.replace_optimizers(grown)
         self.growth.append([kind, amount, noise])
+        if self.overlap is not None:
+            self.overlap.refresh(self.q)
         if self._compiled is not None:   # new shapes: compile the grown network afresh
             self._compiled = torch.compile(self.q)

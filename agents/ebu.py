@@ -152,10 +152,13 @@ class EBUAgent(DQNAgent):
     def can_learn(self) -> bool:
         return self.replay.num_episodes > 0 or len(self._queue_idx) > 0
 
-    def learn(self) -> dict[str, float]:
+    def prepare_batch(self) -> dict:
         idx, y = self.next_minibatch()
         obs, actions = self.replay.obs_actions(idx, self.device)   # targets are precomputed: no s' needed
-        return self.gradient_step(obs, actions, torch.from_numpy(y[:, 0]).to(self.device))
+        return {"obs": obs, "actions": actions, "targets": torch.from_numpy(y).to(self.device)}
+
+    def apply_batch(self, b: dict) -> dict[str, float]:
+        return self.gradient_step(b["obs"], b["actions"], b["targets"][:, 0])
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -180,6 +183,9 @@ class AdaptiveEBUConfig(EBUConfig):
         if self.beta != EBUConfig.beta:   # the presets shared with `ebu` set the default, which is harmless
             raise RewindError(f"agent.beta={self.beta} does not apply to ebu-adaptive: it learns with every value "
                               f"of agent.betas ({list(self.betas)}); set agent.betas instead")
+        if self.overlap:
+            raise RewindError("agent.overlap is not available for ebu-adaptive: its learners are chosen from the "
+                              "actor's episode returns, which the learner thread would race with; use ebu or dqn")
 
 
 class AdaptiveEBUAgent(EBUAgent):
@@ -261,13 +267,11 @@ class AdaptiveEBUAgent(EBUAgent):
             self._ep_return = 0.0
             self.actor = (self.actor + 1) % self.n_learners
 
-    def learn(self) -> dict[str, float]:
-        idx, y = self.next_minibatch()
-        obs, actions = self.replay.obs_actions(idx, self.device)
-        targets = torch.from_numpy(y).to(self.device)               # (B, K): one column per learner
+    def apply_batch(self, b: dict) -> dict[str, float]:
+        """One step of every learner on the same minibatch, each on its own beta's targets (column k)."""
         metrics = {}
         for k, (q, opt) in enumerate(zip(self.learners, self.optimizers)):
-            m = self.gradient_step(obs, actions, targets[:, k], net=q, optimizer=opt)
+            m = self.gradient_step(b["obs"], b["actions"], b["targets"][:, k], net=q, optimizer=opt)
             metrics[f"loss_beta{self.config.betas[k]:g}"] = m["loss"]
         metrics["loss"] = float(np.mean([v for v in metrics.values()]))
         return metrics

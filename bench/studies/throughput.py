@@ -10,13 +10,19 @@ median is reported, so background load hits both alike.
     python -m rewind.bench.studies.throughput --env breakout --agents dqn,dqn:n4,dqn:n8,sb3
 
 Agent names take options after colons: `:bf16` (bfloat16 autocast), `:nN` (N envs stepped as one
-vector env, acted on in one forward pass; update_every still counts env steps over all envs).
+vector env, acted on in one forward pass; update_every still counts env steps over all envs), `:ov`
+(agent.overlap: the learner updates on a background thread while the agent acts).
+
+An AVX2-only CPU can be imitated on an AVX-512 one: `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`
+restrict torch's kernels and oneDNN's convolutions to AVX2 code (same cores and caches, so this
+isolates the instruction set, not the whole machine); the printout names the ISA torch used.
 Not a suite: it times the learners' inner loop, not learning outcomes.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -26,22 +32,21 @@ from rewind.agents import make_agent
 from rewind.envs import make_env
 
 
-def _options(name: str) -> tuple[str, str, int]:
-    """`dqn:bf16:n4` -> ("dqn", "bf16", 4)."""
+def _options(name: str, args) -> tuple[str, dict, int]:
+    """`dqn:bf16:n4:ov` -> ("dqn", the agent config of the measurement, 4)."""
     agent, *opts = name.split(":")
-    precision = "bf16" if "bf16" in opts else "fp32"
     envs = [int(o[1:]) for o in opts if o.startswith("n") and o[1:].isdigit()]
-    return agent, precision, envs[0] if envs else 1
+    cfg = dict(precision="bf16" if "bf16" in opts else "fp32", overlap="ov" in opts, buffer_size=args.buffer,
+               learning_starts=args.learning_starts, update_every=args.update_every, batch_size=32,
+               eps_start=args.epsilon, eps_end=args.epsilon, optimizer="adam", lr=1e-4, target_update_every=10_000)
+    return agent, cfg, envs[0] if envs else 1
 
 
 def _rewind_rate(agent_name, env_name, args) -> float:
-    agent_name, precision, n_envs = _options(agent_name)
+    agent_name, cfg, n_envs = _options(agent_name, args)
     if n_envs > 1:
-        return _rewind_vector_rate(agent_name, precision, n_envs, env_name, args)
+        return _rewind_vector_rate(agent_name, cfg, n_envs, env_name, args)
     env = make_env(env_name, seed=0)
-    cfg = dict(precision=precision, buffer_size=args.buffer, learning_starts=args.learning_starts, update_every=args.update_every,
-               batch_size=32, eps_start=args.epsilon, eps_end=args.epsilon, optimizer="adam", lr=1e-4,
-               target_update_every=10_000)
     agent = make_agent(agent_name, env, cfg, seed=0)
     obs, _ = env.reset(seed=0)
     t0, counted = None, 0
@@ -57,16 +62,13 @@ def _rewind_rate(agent_name, env_name, args) -> float:
     return counted / (time.perf_counter() - t0)
 
 
-def _rewind_vector_rate(agent_name, precision, n_envs, env_name, args) -> float:
+def _rewind_vector_rate(agent_name, cfg, n_envs, env_name, args) -> float:
     import numpy as np
 
     from rewind.envs import make_vector_env
     from rewind.run.loop import per_env_infos
 
     env = make_vector_env(env_name, None, n_envs, seed=0)
-    cfg = dict(precision=precision, buffer_size=args.buffer, learning_starts=args.learning_starts,
-               update_every=args.update_every, batch_size=32, eps_start=args.epsilon, eps_end=args.epsilon,
-               optimizer="adam", lr=1e-4, target_update_every=10_000)
     agent = make_agent(agent_name, make_env(env_name, seed=0), cfg, seed=0)
     obs, _ = env.reset(seed=0)
     step, t0, start = 0, None, 0
@@ -131,8 +133,8 @@ def _minatar_extractor():
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="breakout")
-    p.add_argument("--agents", default="dqn,sb3", help="comma list of rewind agent names (NAME:bf16 for bfloat16 "
-                   "autocast) and/or sb3")
+    p.add_argument("--agents", default="dqn,sb3", help="comma list of rewind agent names with options "
+                   "(NAME:bf16 bfloat16 autocast, NAME:nN N vector envs, NAME:ov overlapped learner) and/or sb3")
     p.add_argument("--steps", type=int, default=3000, help="timed env steps per measurement (after learning starts)")
     p.add_argument("--learning-starts", type=int, default=1000)
     p.add_argument("--update-every", type=int, default=4, help="env steps per gradient update, for all learners")
@@ -154,7 +156,9 @@ def main(argv=None) -> int:
     ref = med.get("sb3")
     from rewind.bench.store import machine
     m = machine()
-    print(f"\nCPU: {m['cpu']} ({m['cores']} cores; {' '.join(m['flags']) or 'no AVX2/AVX-512/AMX'})")
+    isa = torch.backends.cpu.get_cpu_capability()
+    print(f"\nCPU: {m['cpu']} ({m['cores']} cores; {' '.join(m['flags']) or 'no AVX2/AVX-512/AMX'}); "
+          f"torch kernels: {isa}, oneDNN ISA cap: {os.environ.get('ONEDNN_MAX_CPU_ISA', 'none')}")
     print(f"{args.env}, update every {args.update_every}, batch 32, eps {args.epsilon}, "
           f"{args.steps} timed steps x {args.repeats}, torch threads {args.threads}")
     print("| learner | steps/s (median) | vs sb3 |\n|---|---|---|")
@@ -165,6 +169,7 @@ def main(argv=None) -> int:
         from rewind.files import atomic_write_json
         from rewind.bench.store import code_version, machine
         atomic_write_json(args.out, {"args": vars(args), "rates": rates, "median": med, "machine": machine(),
+                                     "torch_cpu_capability": isa, "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
                                      **code_version(), "torch": torch.__version__})
     return 0
 
