@@ -244,9 +244,20 @@ class World:
         return p if self.cfg.reward == "click" else p * self.mean_watch(user)
 
     # -- slates: a multinomial-logit choice among the slate and a no-click option ---------------
+    def _logits_values(self, user: int, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(click logits, mean watch given a click, reward given a click) of every item, kept for
+        the last (user, t) asked: one slate step asks three times (best slate, expected reward,
+        draw). All depend on (user, t) only, so the cache is exact."""
+        key = (int(user), float(t))
+        if getattr(self, "_lv_key", None) != key:
+            mw = self.mean_watch(user)
+            self._lv = (self.click_logit(user, t), mw, np.ones_like(mw) if self.cfg.reward == "click" else mw)
+            self._lv_key = key
+        return self._lv
+
     def _slate_logits(self, user: int, t: float, slate: np.ndarray, decay: float) -> np.ndarray:
         pos = np.arange(len(slate)) * math.log(decay)        # exactly 0.0 at position 0
-        return self.click_logit(user, t)[slate] + pos
+        return self._logits_values(user, t)[0][slate] + pos
 
     def slate_choice(self, user: int, t: float, slate, decay: float = 1.0) -> np.ndarray:
         """P(the user clicks position p) for p in the slate; 1 - sum is P(no click).
@@ -264,14 +275,10 @@ class World:
         p_any = _sigmoid(np.array([m + math.log(total)]))[0]  # P(some click) = A / (1 + A)
         return p_any * e / total
 
-    def slate_values(self, user: int) -> np.ndarray:
-        """Reward given a click on each item: the mean watch time, or 1 for reward="click"."""
-        return np.ones(self.cfg.n_items) if self.cfg.reward == "click" else self.mean_watch(user)
-
     def slate_expected_reward(self, user: int, t: float, slate, decay: float = 1.0) -> float:
         """E[reward] of showing `slate` (ordered) to `user` at step t under the choice model."""
         slate = np.asarray(slate, dtype=np.int64)
-        return float(self.slate_choice(user, t, slate, decay) @ self.slate_values(user)[slate])
+        return float(self.slate_choice(user, t, slate, decay) @ self._logits_values(user, t)[2][slate])
 
     def best_slate(self, user: int, t: float, k: int, decay: float = 1.0) -> tuple[np.ndarray, float]:
         """The ordered k-slate of largest expected reward, exactly (Dinkelbach's iteration).
@@ -283,11 +290,11 @@ class World:
         beats it: the optimum. Not top-k by single-item expected reward in general (MNL items
         compete for one click).
         """
-        z = self.click_logit(user, t)
+        z, _, values = self._logits_values(user, t)
         live = np.flatnonzero(np.isfinite(z))
         if len(live) < k:
             raise RewindError(f"only {len(live)} items are published at t={t}; a slate needs {k}")
-        w, r = np.exp(z[live]), self.slate_values(user)[live]
+        w, r = np.exp(z[live]), values[live]
         b = decay ** np.arange(k)
 
         def value(idx):
@@ -322,7 +329,7 @@ class World:
             return -1, 0.0
         pos = min(int(np.searchsorted(np.cumsum(probs) / p_any, u / p_any, side="right")), len(slate) - 1)
         k = self.cfg.watch_shape
-        return pos, float(rng.gamma(k, self.mean_watch(user)[slate[pos]] / k))
+        return pos, float(rng.gamma(k, self._logits_values(user, t)[1][slate[pos]] / k))
 
     def sample(self, user: int, item: int, t: float, rng: np.random.Generator) -> tuple[bool, float]:
         """One draw of (click, watch time) from the ground truth; the env's step uses exactly this."""
