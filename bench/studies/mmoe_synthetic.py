@@ -130,8 +130,12 @@ def report(runs: list[dict], args) -> str:
     return "\n".join(lines)
 
 
+def _regret(ban: list[dict], head: str, rho: float, seed: int) -> float:
+    return next(r["regret_last"] for r in ban if r["head"] == head and r["rho"] == rho and r["seed"] == seed)
+
+
 def plot(runs: list[dict], path: Path) -> None:
-    """Test MSE per task against rho (regression); last-quarter regret against rho (bandit), if run."""
+    """Test MSE per task against rho (regression); MMoE's paired regret differences against rho (bandit), if run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,15 +151,14 @@ def plot(runs: list[dict], path: Path) -> None:
         ax[k].set(xlabel="rho (cosine of the task weights)", ylabel="test MSE", title=f"regression: task {k + 1}")
         ax[k].invert_xaxis()
     ax[0].legend()
-    if ban:
-        for h in HEADS:
-            ms, hs = zip(*[t_ci([r["regret_last"] for r in ban if r["head"] == h and r["rho"] == rho])
-                           for rho in RHOS])
-            ax[2].errorbar(RHOS, ms, yerr=hs, marker="o", capsize=3, label=h)
-        ms, hs = zip(*[t_ci([r["uniform"] for r in ban if r["head"] == "mmoe" and r["rho"] == rho]) for rho in RHOS])
-        ax[2].errorbar(RHOS, ms, yerr=hs, marker="x", capsize=3, ls="--", color="grey", label="uniform pick")
-        ax[2].set(xlabel="rho (cosine of the task weights)", ylabel="regret per step, last quarter",
-                  title="bandit (mtl-bandit): regret")
+    if ban:   # paired by seed: the seeds' task draws differ in difficulty far more than the heads do
+        for other, style in (("shared-bottom", "o"), ("omoe", "s")):
+            ms, hs = zip(*[t_ci([_regret(ban, "mmoe", rho, s) - _regret(ban, other, rho, s)
+                                 for s in sorted({r["seed"] for r in ban})]) for rho in RHOS])
+            ax[2].errorbar(RHOS, ms, yerr=hs, marker=style, capsize=3, label=f"mmoe - {other}")
+        ax[2].axhline(0.0, color="grey", lw=0.8)
+        ax[2].set(xlabel="rho (cosine of the task weights)", ylabel="regret difference, last quarter (paired)",
+                  title="bandit: MMoE minus the others (< 0: MMoE better)")
         ax[2].invert_xaxis()
         ax[2].legend()
     fig.tight_layout()
