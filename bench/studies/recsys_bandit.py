@@ -186,8 +186,10 @@ def main(argv=None) -> int:
     seeds = [0] if args.speed else list(range(args.seeds))
     cache = None if args.speed else str(out / "runs" / "recsys_bandit")
     jobs = [(cache, label, env_id, s, args.steps) for s in seeds for label in args.learners]
-    if args.speed:
-        jobs += [(cache, label, SLATE_10K, 0, args.steps) for label in args.slate_learners]
+    if args.speed:   # each learner's slate run right after its one-item run, so both see about the same load
+        for label in args.slate_learners:
+            at = max((i for i, j in enumerate(jobs) if j[1] == label), default=len(jobs) - 1)
+            jobs.insert(at + 1, (cache, label, SLATE_10K, 0, args.steps))
     with ProcessPoolExecutor(args.workers) as pool:
         runs = list(pool.map(run_job, *zip(*jobs)))
     for r in runs:
