@@ -398,7 +398,8 @@ class RecsysEnv(gym.Env):
         if slate.shape != (k,):
             raise RewindError(f"a slate is {k} item ids (env.slate_size), got {slate.shape[0]}: {action!r}")
         if slate.min() < 0 or slate.max() >= self.n_items:
-            raise RewindError(f"slate {slate.tolist()} has an item out of range: the catalogue has {self.n_items} items")
+            raise RewindError(f"slate {slate.tolist()} has an item out of range: "
+                              f"the catalogue has {self.n_items} items")
         if len(np.unique(slate)) != k:
             raise RewindError(f"slate {slate.tolist()} repeats an item: a slate shows {k} distinct items")
         return slate

@@ -117,7 +117,8 @@ def report(runs: list[dict], args) -> str:
                   f"0.05, one Adam step of batch 64 per env step, {args.bandit_steps} steps): regret per step "
                   "(oracle's best expected y1 + y2 minus the pick's) over the last quarter, mean +- 95% "
                   f"t-interval over {args.seeds} seeds; uniform = the expected regret of a uniform pick.", "",
-                  "| rho | " + " | ".join(HEADS) + " | uniform | mmoe - shared-bottom (paired) | mmoe - omoe (paired) |",
+                  "| rho | " + " | ".join(HEADS) + " | uniform | mmoe - shared-bottom (paired) | "
+                  "mmoe - omoe (paired) |",
                   "|---" * (len(HEADS) + 4) + "|"]
         for rho in RHOS:
             by = {h: np.array([r["regret_last"] for r in sorted((r for r in ban if r["head"] == h and r["rho"] == rho),

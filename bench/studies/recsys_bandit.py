@@ -193,7 +193,8 @@ def main(argv=None) -> int:
     with ProcessPoolExecutor(args.workers) as pool:
         runs = list(pool.map(run_job, *zip(*jobs)))
     for r in runs:
-        print(f"{r['label']:24s} {r['env']:28s} seed {r['seed']}  watch {r['total_watch']:9.0f}  {r['sps']:7.0f} steps/s", flush=True)
+        print(f"{r['label']:24s} {r['env']:28s} seed {r['seed']}  watch {r['total_watch']:9.0f}  "
+              f"{r['sps']:7.0f} steps/s", flush=True)
     if args.speed:
         sps = {(r["label"], r["env"]): r["sps"] for r in runs}
         body = (f"Steps/s of the whole per-step loop (agent act + env step + observe + update) on "
