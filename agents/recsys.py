@@ -22,6 +22,13 @@ Per step, for the user in the observation (rewind/recsys-v0):
 3. Exploration: with probability ``epsilon`` a uniform item among the published ones;
    the action is a ``LoggedAction`` carrying its propensity eps / n + (1 - eps) [a = greedy].
 
+Slates (env ``slate_size`` k): the ranker's top k, best first; with probability ``epsilon``
+the whole slate is a uniform ordered k-subset of the published items instead (a
+``LoggedSlate`` with the slate's and each position's propensity, ``explore_slate``). Each
+shown item is one impression of the log (clicked: the chosen one; the others: not clicked),
+with its position's propensity; the position itself is not a feature (a deviation: the
+paper's ranker does not model slates).
+
 Deviations (docs/recsys.md): no search tokens (the env has no queries); the agent learns
 item publication times by watching the published count grow; the ranker's item age is a
 feature of our choosing (the paper lists "time since last watch" and similar ones).
@@ -30,6 +37,7 @@ feature of our choosing (the paper lists "time since last watch" and similar one
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
@@ -39,7 +47,7 @@ from torch import nn
 from rewind.agents.base import Agent
 from rewind.agents.multitask import HEADS, make_head
 from rewind.agents.recsys_losses import sampled_softmax_loss, weighted_logistic_loss
-from rewind.envs.recsys import N_DEMO, LoggedAction, RecsysObservation, split_obs
+from rewind.envs.recsys import N_DEMO, LoggedAction, LoggedSlate, RecsysObservation, SlateSpace, split_obs
 from rewind.errors import RewindError
 
 RANKING_LOSSES = ("weighted", "click")
@@ -48,13 +56,39 @@ NEGATIVES = ("now", "then")
 POSITIVES = ("watch", "click")
 
 
-def recsys_shapes(agent_name: str, observation_space, action_space) -> tuple[int, int]:
-    """(n_items, history_len) of a recsys env, or a RewindError naming what is wrong."""
+def recsys_shapes(agent_name: str, observation_space, action_space) -> tuple[int, int, int]:
+    """(n_items, history_len, slate_size: 0 for one item) of a recsys env, or a RewindError naming what is wrong."""
+    if isinstance(observation_space, RecsysObservation) and isinstance(action_space, SlateSpace) and \
+            action_space.n_items == observation_space.n_items:
+        return observation_space.n_items, observation_space.history_len, action_space.slate_size
     if not isinstance(observation_space, RecsysObservation) or getattr(action_space, "n", None) != \
             observation_space.n_items:
         raise RewindError(f"{agent_name} needs a rewind/recsys-* env, got observations {observation_space} "
                           f"and actions {action_space}")
-    return observation_space.n_items, observation_space.history_len
+    return observation_space.n_items, observation_space.history_len, 0
+
+
+def explore_slate(rng: np.random.Generator, pool: np.ndarray, greedy: np.ndarray, eps: float) -> LoggedSlate:
+    """Slate-level epsilon-greedy: with probability eps a uniform ordered k-subset of `pool`, else `greedy`.
+
+    Propensity of the ordered slate: eps / (n (n-1) ... (n-k+1)) + (1 - eps) [slate = greedy];
+    of position p showing its item: eps / n + (1 - eps) [item = greedy_p].
+    """
+    n, k = len(pool), len(greedy)
+    slate = pool[rng.choice(n, k, replace=False)] if rng.random() < eps else greedy
+    same = slate == greedy
+    return LoggedSlate(slate, eps / math.perm(n, k) + (1 - eps) * bool(same.all()), eps / n + (1 - eps) * same)
+
+
+def slate_feedback(slate, info: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(click, watch time) of each slate position from the env's info: only the chosen one has feedback."""
+    if "chosen" not in info:
+        raise RewindError("a slate learner reads info['chosen'] (the clicked position); use a rewind/recsys-slate env")
+    k = len(slate)
+    click, watch = np.zeros(k, np.float32), np.zeros(k, np.float32)
+    if info["chosen"] >= 0:
+        click[info["chosen"]], watch[info["chosen"]] = 1.0, float(info["watch_time"])
+    return click, watch
 
 
 class ImpressionLog:
@@ -193,7 +227,10 @@ class YouTubeDNNAgent(Agent):
     def __init__(self, observation_space, action_space, config=None, *, seed: int = 0, frame_stack: int = 1):
         super().__init__(observation_space, action_space, config, seed=seed, frame_stack=frame_stack)
         c = self.config
-        self.n_items, self.history_len = recsys_shapes("youtube-dnn", observation_space, action_space)
+        self.n_items, self.history_len, self.slate_size = recsys_shapes("youtube-dnn", observation_space,
+                                                                        action_space)
+        if self.slate_size > c.n_candidates:
+            raise RewindError(f"agent.n_candidates={c.n_candidates} is fewer than the env's slate of {self.slate_size}")
         self.rng = np.random.default_rng(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -247,6 +284,15 @@ class YouTubeDNNAgent(Agent):
         eps = self.config.epsilon if explore else 0.0
         if self.log.size < self.config.learning_starts and explore:
             eps = 1.0
+        k = self.slate_size
+        if k:   # a slate: the ranker's top k, best first
+            greedy = np.arange(k)
+            if eps < 1.0:
+                items = self.candidates(obs)
+                greedy = items[np.argsort(-self._rank_scores(hist, demo, t, items), kind="stable")[:k]]
+            slate = explore_slate(self.rng, np.arange(n_avail), greedy, eps)
+            self._prop = slate.propensity
+            return slate
         greedy = -1
         if eps < 1.0:
             items = self.candidates(obs)
@@ -262,8 +308,16 @@ class YouTubeDNNAgent(Agent):
         if "click" not in info or "watch_time" not in info:
             raise RewindError("youtube-dnn learns from the click and watch-time feedback in info; "
                               "use a rewind/recsys-* env")
-        prop = float(getattr(action, "propensity", self._prop))
-        self.log.add(hist, demo, t, n_avail, int(action), float(info["click"]), float(info["watch_time"]), prop)
+        if self.slate_size:   # one impression per shown item, logged with its position's propensity
+            slate = np.asarray(action, dtype=np.int64).reshape(-1)
+            click, watch = slate_feedback(slate, info)
+            props = getattr(action, "position_propensities", None)
+            props = np.full(len(slate), np.nan) if props is None else props
+            for i in range(len(slate)):
+                self.log.add(hist, demo, t, n_avail, int(slate[i]), click[i], watch[i], float(props[i]))
+        else:
+            prop = float(getattr(action, "propensity", self._prop))
+            self.log.add(hist, demo, t, n_avail, int(action), float(info["click"]), float(info["watch_time"]), prop)
         self.steps += 1
 
     def update(self) -> dict[str, float]:

@@ -12,11 +12,19 @@
   reward / ``reward_scale`` (the neural learner's BCE wants [0, 1]; clipped at 1).
   Propensities: eps-greedy eps / C + (1 - eps) [greedy]; LinUCB is deterministic (1);
   bootstrap TS the share of ensemble members whose argmax is the chosen item.
+
+Slates (env ``slate_size`` k): each recommends its top k, best first: eps-greedy with
+probability eps a uniform ordered k-subset of the candidates (``explore_slate``), LinUCB the
+k largest upper bounds (propensity 1), bootstrap TS one random member's top k (propensity:
+the share of members with that slate; per position: the share showing that item there),
+random a uniform ordered k-subset of the published items. Each shown item is one pull of
+its arm: the clicked one gets the reward, the others 0.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import gymnasium as gym
 import numpy as np
@@ -25,8 +33,8 @@ import torch
 from rewind.agents.bandit_linear import EpsGreedyLinearAgent, LinUCBAgent
 from rewind.agents.bandit_neural import BootstrapTSAgent
 from rewind.agents.base import Agent
-from rewind.agents.recsys import recsys_shapes
-from rewind.envs.recsys import N_DEMO, LoggedAction, split_obs
+from rewind.agents.recsys import explore_slate, recsys_shapes, slate_feedback
+from rewind.envs.recsys import N_DEMO, LoggedAction, LoggedSlate, split_obs
 from rewind.errors import RewindError
 
 
@@ -35,11 +43,16 @@ class RandomRecAgent(Agent):
 
     def __init__(self, observation_space, action_space, config=None, *, seed: int = 0, frame_stack: int = 1):
         super().__init__(observation_space, action_space, config, seed=seed, frame_stack=frame_stack)
-        self.n_items, self.history_len = recsys_shapes("recsys-random", observation_space, action_space)
+        self.n_items, self.history_len, self.slate_size = recsys_shapes("recsys-random", observation_space,
+                                                                        action_space)
         self.rng = np.random.default_rng(seed)
 
     def act(self, obs, explore: bool = True):
         n_avail = split_obs(obs, self.history_len, self.n_items)[3]
+        k = self.slate_size
+        if k:   # a uniform ordered k-subset
+            return LoggedSlate(self.rng.choice(n_avail, k, replace=False), 1.0 / math.perm(n_avail, k),
+                               np.full(k, 1.0 / n_avail))
         return LoggedAction(int(self.rng.integers(n_avail)), 1.0 / n_avail)
 
     def observe(self, obs, action, reward, next_obs, terminated, truncated, info) -> None:
@@ -78,7 +91,11 @@ class _CandidateBandit(Agent):
 
     def __init__(self, observation_space, action_space, config=None, *, seed: int = 0, frame_stack: int = 1):
         super().__init__(observation_space, action_space, config, seed=seed, frame_stack=frame_stack)
-        self.n_items, self.history_len = recsys_shapes(type(self).__name__, observation_space, action_space)
+        self.n_items, self.history_len, self.slate_size = recsys_shapes(type(self).__name__, observation_space,
+                                                                        action_space)
+        if self.slate_size > self.config.candidates:
+            raise RewindError(f"agent.candidates={self.config.candidates} is fewer than the env's slate of "
+                              f"{self.slate_size}")
         inner_cfg = self.inner_class.Config(**{k: getattr(self.config, k) for k in self.inner_keys})
         inner_cfg.validate()
         ctx = gym.spaces.Box(0.0, 1.0, shape=(N_DEMO,), dtype=np.float32)
@@ -99,6 +116,10 @@ class _CandidateBandit(Agent):
     def act(self, obs, explore: bool = True):
         _, demo, _, n_avail = split_obs(obs, self.history_len, self.n_items)
         cands = self.candidate_set(n_avail)
+        if self.slate_size:
+            slate = self._choose_slate(demo.astype(np.float32), cands, self.slate_size, explore)
+            self._prop = slate.propensity
+            return slate
         a, p = self._choose(demo.astype(np.float32), cands, explore)
         self._prop = p
         return LoggedAction(int(a), p)
@@ -106,9 +127,21 @@ class _CandidateBandit(Agent):
     def _choose(self, x: np.ndarray, cands: np.ndarray, explore: bool) -> tuple[int, float]:
         raise NotImplementedError
 
+    def _choose_slate(self, x: np.ndarray, cands: np.ndarray, k: int, explore: bool) -> LoggedSlate:
+        """The inner learner's top k candidates, best first, with the slate's propensities."""
+        raise NotImplementedError
+
     def observe(self, obs, action, reward, next_obs, terminated, truncated, info) -> None:
         _, demo, _, _ = split_obs(obs, self.history_len, self.n_items)
         self.clicks *= self.config.popularity_decay
+        if self.slate_size:   # each shown item is one pull of its arm: the chosen one gets the reward, the others 0
+            slate = np.asarray(action, dtype=np.int64).reshape(-1)
+            click, _ = slate_feedback(slate, info or {})
+            for i, item in enumerate(slate):
+                self.clicks[item] += click[i]
+                r = min(float(reward) / self.config.reward_scale, 1.0) if click[i] else 0.0
+                self.inner.observe(demo, int(item), r, demo, terminated, truncated, {})
+            return
         self.clicks[int(action)] += float((info or {}).get("click", reward > 0))
         r = min(float(reward) / self.config.reward_scale, 1.0)
         self.inner.observe(demo, int(action), r, demo, terminated, truncated, {})
@@ -126,6 +159,12 @@ class _CandidateBandit(Agent):
         self.inner.load_state_dict(state["inner"])
         self.clicks = np.array(state["clicks"], dtype=np.float64)
         self.rng.bit_generator.state = state["rng"]
+
+
+def _top(scores: np.ndarray, cands: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """The k best-scored candidates, best first; ties broken at random (as ``_best``)."""
+    order = np.lexsort((rng.random(len(scores)), -scores))
+    return cands[order[:k]]
 
 
 def _best(scores: np.ndarray, cands: np.ndarray, rng: np.random.Generator) -> int:
@@ -151,6 +190,11 @@ class CGEpsGreedyLinearAgent(_CandidateBandit):
         a = int(cands[self.rng.integers(len(cands))]) if self.rng.random() < eps else greedy
         return a, eps / len(cands) + (1 - eps) * (a == greedy)
 
+    def _choose_slate(self, x, cands, k, explore):
+        phi = np.append(x.astype(np.float64), 1.0)
+        greedy = _top(self.inner.arms.theta[cands] @ phi, cands, k, self.rng)
+        return explore_slate(self.rng, cands, greedy, self.config.epsilon if explore else 0.0)
+
 
 class CGLinUCBAgent(_CandidateBandit):
     """Candidates + disjoint LinUCB over them (deterministic: propensity 1)."""
@@ -171,6 +215,15 @@ class CGLinUCBAgent(_CandidateBandit):
             var = np.einsum("kij,i,j->k", arms.A_inv[cands], phi, phi, optimize=True)
             s = s + self.config.alpha * np.sqrt(np.maximum(var, 0.0))
         return _best(s, cands, self.rng), 1.0
+
+    def _choose_slate(self, x, cands, k, explore):
+        phi = np.append(x.astype(np.float64), 1.0)
+        arms = self.inner.arms
+        s = arms.theta[cands] @ phi
+        if explore:
+            var = np.einsum("kij,i,j->k", arms.A_inv[cands], phi, phi, optimize=True)
+            s = s + self.config.alpha * np.sqrt(np.maximum(var, 0.0))
+        return LoggedSlate(_top(s, cands, k, self.rng), 1.0, np.ones(k))
 
 
 class CGBootstrapTSAgent(_CandidateBandit):
@@ -194,3 +247,13 @@ class CGBootstrapTSAgent(_CandidateBandit):
         votes = cands[np.argmax(q, axis=1)]
         a = int(votes[self.rng.integers(len(votes))])
         return a, float(np.mean(votes == a))
+
+    @torch.inference_mode()
+    def _choose_slate(self, x, cands, k, explore):
+        q = self.inner.net(torch.from_numpy(x)[None])[:, 0, torch.from_numpy(cands)].numpy()   # (E, C)
+        if not explore:
+            return LoggedSlate(cands[np.argsort(-q.mean(0), kind="stable")[:k]], 1.0, np.ones(k))
+        tops = cands[np.argsort(-q, axis=1, kind="stable")[:, :k]]          # each member's slate (E, k)
+        slate = tops[self.rng.integers(len(tops))]
+        same = tops == slate
+        return LoggedSlate(slate, float(np.mean(same.all(1))), same.mean(0))

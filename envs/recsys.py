@@ -19,6 +19,17 @@ Ground truth (every constant a config field; docs/recsys.md has the table):
 - popularity dynamics: an item is most attractive when new and fades with age, so what
   was clicked long ago is a biased guide to what is clicked now (why example age matters).
 
+Slates (``slate_size`` k >= 1, ``rewind/recsys-slate5-v0``): the action is k distinct item
+ids, best position first (``SlateSpace``, a MultiDiscrete without repeats; a repeated or
+out-of-range item is a RewindError). The user picks at most one item by a multinomial logit
+over the slate and a no-click option (as RecSim's MNL choice model): position p has attraction
+``slate_position_decay``**p * exp(z_i), z_i the click logit above, the no-click option 1.
+A one-item slate is thus clicked with probability sigmoid(z_i) and k = 1 is the single-item
+env draw for draw. The chosen item's watch time follows the same Gamma. ``info`` adds
+``chosen`` (position, -1 none) and ``chosen_item``; ``expected_reward`` is the slate's,
+``best_action`` / ``best_expected_reward`` the exact best ordered slate (``World.best_slate``);
+``propensity`` and ``position_propensities`` when the agent sends a ``LoggedSlate``.
+
 Observation (flat float32): the last ``history_len`` watched item ids (-1 = empty), the
 demographics one-hot, t / publish_steps and the fraction of the catalogue published
 (``split_obs`` takes it apart). ``info``: click, watch_time, expected_reward (of the action
@@ -56,6 +67,51 @@ class LoggedAction(int):
         return obj
 
 
+class LoggedSlate(np.ndarray):
+    """A slate (k distinct item ids, int64, best position first) with its logging probabilities.
+
+    ``propensity`` is the probability with which the agent chose this ordered slate;
+    ``position_propensities[p]`` the probability that position p shows the item it shows (the
+    per-position propensities slate OPE estimators use). The env copies both into ``info``.
+    """
+
+    def __new__(cls, items, propensity: float, position_propensities):
+        obj = np.asarray(items, dtype=np.int64).reshape(-1).view(cls)
+        obj.propensity = float(propensity)
+        obj.position_propensities = np.asarray(position_propensities, dtype=np.float64).reshape(-1)
+        return obj
+
+    def __array_finalize__(self, obj):
+        self.propensity = getattr(obj, "propensity", math.nan)
+        self.position_propensities = getattr(obj, "position_propensities", None)
+
+
+class SlateSpace(gym.spaces.MultiDiscrete):
+    """k distinct items out of n, best position first: MultiDiscrete([n] * k) without repeats.
+
+    ``sample`` draws k distinct items (so random agents and gymnasium's checker send valid
+    slates) and ``contains`` is false for a slate with a repeated item.
+    """
+
+    def __init__(self, n: int, k: int, seed=None):
+        super().__init__(np.full(k, n, dtype=np.int64), dtype=np.int64, seed=seed)
+        self.n_items, self.slate_size = n, k
+
+    def sample(self, mask=None, probability=None) -> np.ndarray:
+        if mask is not None or probability is not None:
+            raise RewindError("SlateSpace.sample takes no mask or probability")
+        return self.np_random.choice(self.n_items, self.slate_size, replace=False).astype(np.int64)
+
+    def contains(self, x) -> bool:
+        return bool(super().contains(x)) and len(np.unique(np.asarray(x))) == self.slate_size
+
+    def __repr__(self) -> str:
+        return f"SlateSpace(n_items={self.n_items}, k={self.slate_size})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SlateSpace) and (other.n_items, other.slate_size) == (self.n_items, self.slate_size)
+
+
 @dataclasses.dataclass
 class RecsysConfig:
     n_items: int = 2000
@@ -76,6 +132,8 @@ class RecsysConfig:
     watch_shape: float = 2.0          # Gamma shape of watch time given a click
     group_weight: float = 0.7         # share of a user's preference set by its demographics
     reward: str = "watch_time"        # or "click"
+    slate_size: int = 0               # 0: one item per step (Discrete); k >= 1: a slate of k distinct items
+    slate_position_decay: float = 1.0 # MNL attraction of position p is multiplied by decay ** p (1: no position bias)
     world_seed: int | None = None     # None: the world is drawn from the seed of the first reset
 
     def validate(self) -> None:
@@ -93,6 +151,14 @@ class RecsysConfig:
         for key in ("quality_std", "length_sigma"):
             if getattr(self, key) < 0:
                 raise RewindError(f"env.{key} must be >= 0, got {getattr(self, key)}")
+        if self.slate_size < 0:
+            raise RewindError(f"env.slate_size must be >= 0 (0 = one item per step), got {self.slate_size}")
+        n0 = max(1, int(math.ceil(self.initial_items * self.n_items)))
+        if self.slate_size > n0:
+            raise RewindError(f"env.slate_size={self.slate_size} is more than the {n0} items published at t=0 "
+                              f"(n_items * initial_items)")
+        if not 0.0 < self.slate_position_decay <= 1.0:
+            raise RewindError(f"env.slate_position_decay must be in (0, 1], got {self.slate_position_decay}")
         if self.reward not in REWARDS:
             raise RewindError(f"env.reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
 
@@ -154,13 +220,18 @@ class World:
     def n_available(self, t: float) -> int:
         return int(np.searchsorted(self.publish, t, side="right"))
 
-    def click_prob(self, user: int, t: float) -> np.ndarray:
-        """P(click) of every item for `user` at step t (0 for items not yet published)."""
+    def click_logit(self, user: int, t: float) -> np.ndarray:
+        """Click logit z of every item for `user` at step t (-inf for items not yet published)."""
         cfg = self.cfg
         age = t - self.publish
         z = self.static_logit + self.item_vec @ self.user_vec[user]
         z = z + cfg.freshness_boost * np.exp(-np.maximum(age, 0.0) / cfg.freshness_decay)
-        return np.where(age >= 0, _sigmoid(z), 0.0)
+        return np.where(age >= 0, z, -np.inf)
+
+    def click_prob(self, user: int, t: float) -> np.ndarray:
+        """P(click) of every item for `user` at step t (0 for items not yet published)."""
+        z = self.click_logit(user, t)
+        return np.where(np.isfinite(z), _sigmoid(np.where(np.isfinite(z), z, 0.0)), 0.0)
 
     def mean_watch(self, user: int) -> np.ndarray:
         """E[watch time | click] of every item for `user`."""
@@ -171,6 +242,94 @@ class World:
         """E[reward] of recommending each item to `user` at step t: the oracle behind `info`."""
         p = self.click_prob(user, t)
         return p if self.cfg.reward == "click" else p * self.mean_watch(user)
+
+    # -- slates: a multinomial-logit choice among the slate and a no-click option ---------------
+    def _logits_values(self, user: int, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(click logits, mean watch given a click, reward given a click) of every item, kept for
+        the last (user, t) asked: one slate step asks three times (best slate, expected reward,
+        draw). All depend on (user, t) only, so the cache is exact."""
+        key = (int(user), float(t))
+        if getattr(self, "_lv_key", None) != key:
+            mw = self.mean_watch(user)
+            self._lv = (self.click_logit(user, t), mw, np.ones_like(mw) if self.cfg.reward == "click" else mw)
+            self._lv_key = key
+        return self._lv
+
+    def _slate_logits(self, user: int, t: float, slate: np.ndarray, decay: float) -> np.ndarray:
+        pos = np.arange(len(slate)) * math.log(decay)        # exactly 0.0 at position 0
+        return self._logits_values(user, t)[0][slate] + pos
+
+    def slate_choice(self, user: int, t: float, slate, decay: float = 1.0) -> np.ndarray:
+        """P(the user clicks position p) for p in the slate; 1 - sum is P(no click).
+
+        Multinomial logit with a no-click option of attraction 1: position p's attraction is
+        decay**p * exp(z_i), z_i the item's click logit, so a one-item slate is clicked with
+        probability sigmoid(z_i), the single-item env's.
+        """
+        zs = self._slate_logits(user, t, np.asarray(slate, dtype=np.int64), decay)
+        m = zs.max()
+        if not np.isfinite(m):
+            return np.zeros(len(zs))
+        e = np.exp(zs - m)
+        total = e.sum()
+        p_any = _sigmoid(np.array([m + math.log(total)]))[0]  # P(some click) = A / (1 + A)
+        return p_any * e / total
+
+    def slate_expected_reward(self, user: int, t: float, slate, decay: float = 1.0) -> float:
+        """E[reward] of showing `slate` (ordered) to `user` at step t under the choice model."""
+        slate = np.asarray(slate, dtype=np.int64)
+        return float(self.slate_choice(user, t, slate, decay) @ self._logits_values(user, t)[2][slate])
+
+    def best_slate(self, user: int, t: float, k: int, decay: float = 1.0) -> tuple[np.ndarray, float]:
+        """The ordered k-slate of largest expected reward, exactly (Dinkelbach's iteration).
+
+        E[R(S)] = sum_p b_p w_i r_i / (1 + sum_p b_p w_i) with b_p = decay**p, w_i = exp(z_i).
+        R(S) >= V iff sum_p b_p w_i (r_i - V) >= V, and for fixed V that sum is maximised by
+        the k largest w_i (r_i - V) in decreasing order (b_p decreasing, rearrangement
+        inequality). Iterating V <- R(S*(V)) from V = 0 increases V strictly until no slate
+        beats it: the optimum. Not top-k by single-item expected reward in general (MNL items
+        compete for one click).
+        """
+        z, _, values = self._logits_values(user, t)
+        live = np.flatnonzero(np.isfinite(z))
+        if len(live) < k:
+            raise RewindError(f"only {len(live)} items are published at t={t}; a slate needs {k}")
+        w, r = np.exp(z[live]), values[live]
+        b = decay ** np.arange(k)
+
+        def value(idx):
+            a = b * w[idx]
+            return float(a @ r[idx] / (1.0 + a.sum()))
+
+        v, best = -math.inf, None
+        x = w * r
+        for _ in range(100):
+            idx = np.argpartition(-x, k - 1)[:k] if k < len(x) else np.arange(len(x))
+            idx = idx[np.argsort(-x[idx], kind="stable")]
+            val = value(idx)
+            if val <= v * (1 + 1e-12) + 1e-15:
+                break
+            v, best = val, idx
+            x = w * (r - v)
+        return live[best], v
+
+    def sample_slate(self, user: int, slate, t: float, rng: np.random.Generator,
+                     decay: float = 1.0) -> tuple[int, float]:
+        """One draw of (clicked position or -1, watch time) for an ordered slate.
+
+        One uniform u decides both: a click iff u < P(some click) (for a one-item slate the
+        single-item env's draw, exactly), and the position by where u / P(some click) falls in the
+        cumulative choice shares; then the watch time as in ``sample``.
+        """
+        slate = np.asarray(slate, dtype=np.int64)
+        probs = self.slate_choice(user, t, slate, decay)
+        p_any = float(probs.sum())          # one item: exactly its sigmoid(z)
+        u = rng.random()
+        if not u < p_any:
+            return -1, 0.0
+        pos = min(int(np.searchsorted(np.cumsum(probs) / p_any, u / p_any, side="right")), len(slate) - 1)
+        k = self.cfg.watch_shape
+        return pos, float(rng.gamma(k, self._logits_values(user, t)[1][slate[pos]] / k))
 
     def sample(self, user: int, item: int, t: float, rng: np.random.Generator) -> tuple[bool, float]:
         """One draw of (click, watch time) from the ground truth; the env's step uses exactly this."""
@@ -193,7 +352,9 @@ class RecsysEnv(gym.Env):
         self.cfg = from_dict(RecsysConfig, options, "env")
         self.n_items = self.cfg.n_items
         self.observation_space = RecsysObservation(self.cfg.history_len, self.n_items)
-        self.action_space = gym.spaces.Discrete(self.n_items)
+        self.slate_size = self.cfg.slate_size
+        self.action_space = (SlateSpace(self.n_items, self.slate_size) if self.slate_size
+                             else gym.spaces.Discrete(self.n_items))
         self.render_mode = render_mode
         self.world: World | None = None
         if self.cfg.world_seed is not None:
@@ -227,9 +388,27 @@ class RecsysEnv(gym.Env):
             raise RewindError("RecsysEnv: call reset() first")
         return self.world.expected_rewards(self.user, self.t)
 
+    def _slate(self, action) -> np.ndarray:
+        """The action as k distinct in-range item ids, or a one-line RewindError (rule: no repeats)."""
+        k = self.slate_size
+        try:
+            slate = np.asarray(action).astype(np.int64, casting="safe").reshape(-1)
+        except (TypeError, ValueError):
+            raise RewindError(f"a slate is {k} integer item ids, got {action!r}") from None
+        if slate.shape != (k,):
+            raise RewindError(f"a slate is {k} item ids (env.slate_size), got {slate.shape[0]}: {action!r}")
+        if slate.min() < 0 or slate.max() >= self.n_items:
+            raise RewindError(f"slate {slate.tolist()} has an item out of range: "
+                              f"the catalogue has {self.n_items} items")
+        if len(np.unique(slate)) != k:
+            raise RewindError(f"slate {slate.tolist()} repeats an item: a slate shows {k} distinct items")
+        return slate
+
     def step(self, action):
         if self.user is None:
             raise RewindError("RecsysEnv: call reset() before step() (each episode is one step)")
+        if self.slate_size:
+            return self._step_slate(action)
         a = int(action)
         if not 0 <= a < self.n_items:
             raise RewindError(f"action {action!r} out of range: the catalogue has {self.n_items} items")
@@ -242,10 +421,30 @@ class RecsysEnv(gym.Env):
                 "best_expected_reward": float(er[best]), "best_action": best, "user": self.user, "t": self.t}
         if hasattr(action, "propensity"):   # only a LoggedAction knows it (a NaN would break gymnasium's check_env)
             info["propensity"] = float(action.propensity)
-        if clicked:   # the watch joins the user's history
+        return self._finish(obs, a if clicked else -1, watch, reward, info)
+
+    def _step_slate(self, action):
+        slate = self._slate(action)
+        w, decay = self.world, self.cfg.slate_position_decay
+        obs = self._obs()
+        best, best_value = w.best_slate(self.user, self.t, self.slate_size, decay)
+        expected = w.slate_expected_reward(self.user, self.t, slate, decay)
+        pos, watch = w.sample_slate(self.user, slate, self.t, self._rng, decay)
+        clicked = pos >= 0
+        reward = watch if self.cfg.reward == "watch_time" else float(clicked)
+        info = {"click": clicked, "watch_time": watch, "chosen": pos, "chosen_item": int(slate[pos]) if clicked else -1,
+                "expected_reward": expected, "best_expected_reward": best_value, "best_action": best,
+                "user": self.user, "t": self.t}
+        if getattr(action, "position_propensities", None) is not None:   # only a LoggedSlate knows them
+            info["propensity"] = float(action.propensity)
+            info["position_propensities"] = np.asarray(action.position_propensities, dtype=np.float64)
+        return self._finish(obs, int(slate[pos]) if clicked else -1, watch, reward, info)
+
+    def _finish(self, obs, clicked_item: int, watch: float, reward: float, info: dict):
+        if clicked_item >= 0:   # the watch joins the user's history
             h = self.world.history[self.user]
             h[:-1] = h[1:]
-            h[-1] = a
+            h[-1] = clicked_item
         self.t += 1
         self.user = None
         return obs, float(reward), True, False, info

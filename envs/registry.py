@@ -56,6 +56,10 @@ def register_all() -> None:
     _register("rewind/recsys-v0", "rewind.envs.recsys:RecsysEnv")
     _register("rewind/recsys-10k-v0", "rewind.envs.recsys:RecsysEnv", kwargs={"n_items": 10_000})
     _register("rewind/recsys-click-v0", "rewind.envs.recsys:RecsysEnv", kwargs={"reward": "click"})
+    # Slates of 5 distinct items, multinomial-logit user choice with a no-click option (docs/recsys.md).
+    _register("rewind/recsys-slate5-v0", "rewind.envs.recsys:RecsysEnv", kwargs={"slate_size": 5})
+    _register("rewind/recsys-10k-slate5-v0", "rewind.envs.recsys:RecsysEnv",
+              kwargs={"n_items": 10_000, "slate_size": 5})
     # The MMoE paper's synthetic two-task benchmark as a bandit (envs/mmoe_synthetic.py; issue 16).
     for rho in ("1.0", "0.9", "0.5", "0.0"):
         _register(f"rewind/mmoe-rho{rho}-v0", "rewind.envs.mmoe_synthetic:MMoESyntheticBandit",

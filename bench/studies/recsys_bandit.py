@@ -7,7 +7,7 @@ own env with world and stream seeded by the seed, so all learners of a seed face
 catalogue, users and user order. Jobs run in a process pool, one torch thread each.
 
     python -m rewind.bench.studies.recsys_bandit --seeds 5 --steps 4000          # the table
-    python -m rewind.bench.studies.recsys_bandit --speed --steps 1500            # steps/s, 10k items
+    python -m rewind.bench.studies.recsys_bandit --speed --steps 1000 --workers 1  # steps/s, 10k items (+ slates of 5)
 
 Each finished run is saved under results/recsys/runs/ and reused, so an interrupted sweep resumes.
 """
@@ -27,6 +27,7 @@ import numpy as np
 from rewind.bench.stats import t_interval
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results" / "recsys"
+SLATE_10K = "rewind/recsys-10k-slate5-v0"
 LEARNERS = {   # label -> (agent, config overrides)
     "yt age, weighted LR": ("youtube-dnn", {}),
     "yt no age, weighted LR": ("youtube-dnn", {"example_age": False}),
@@ -85,7 +86,7 @@ def run_one(label: str, env_id: str, seed: int, steps: int, block: int = 1000) -
     secs = time.perf_counter() - t0
     nb = steps // block
     per = lambda x: x[:nb * block].reshape(nb, block).mean(1).tolist()   # noqa: E731
-    return {"label": label, "seed": seed, "watch": per(watch), "ctr": per(click), "regret": per(regret),
+    return {"label": label, "env": env_id, "seed": seed, "watch": per(watch), "ctr": per(click), "regret": per(regret),
             "total_watch": float(watch.sum()), "sps": steps / secs}
 
 
@@ -144,6 +145,17 @@ def plot(runs: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _cell(sps: float | None) -> str:
+    return "-" if sps is None else f"{sps:.0f}"
+
+
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -156,6 +168,7 @@ def cpu_name() -> str:
 
 def main(argv=None) -> int:
     from rewind.bench.markdown import write_result
+    from rewind.files import atomic_write_text
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
@@ -163,6 +176,8 @@ def main(argv=None) -> int:
     p.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=list(LEARNERS))
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--speed", action="store_true", help="steps/s on rewind/recsys-10k-v0, one seed per learner")
+    p.add_argument("--slate-learners", nargs="*", default=list(LEARNERS), choices=list(LEARNERS),
+                   help="with --speed: these learners also on rewind/recsys-10k-slate5-v0 (slates of 5)")
     p.add_argument("--out", default=str(RESULTS_DIR))
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -171,21 +186,30 @@ def main(argv=None) -> int:
     seeds = [0] if args.speed else list(range(args.seeds))
     cache = None if args.speed else str(out / "runs" / "recsys_bandit")
     jobs = [(cache, label, env_id, s, args.steps) for s in seeds for label in args.learners]
+    if args.speed:   # each learner's slate run right after its one-item run, so both see about the same load
+        for label in args.slate_learners:
+            at = max((i for i, j in enumerate(jobs) if j[1] == label), default=len(jobs) - 1)
+            jobs.insert(at + 1, (cache, label, SLATE_10K, 0, args.steps))
     with ProcessPoolExecutor(args.workers) as pool:
         runs = list(pool.map(run_job, *zip(*jobs)))
     for r in runs:
-        print(f"{r['label']:24s} seed {r['seed']}  watch {r['total_watch']:9.0f}  {r['sps']:7.0f} steps/s", flush=True)
+        print(f"{r['label']:24s} {r['env']:28s} seed {r['seed']}  watch {r['total_watch']:9.0f}  "
+              f"{r['sps']:7.0f} steps/s", flush=True)
     if args.speed:
+        sps = {(r["label"], r["env"]): r["sps"] for r in runs}
         body = (f"Steps/s of the whole per-step loop (agent act + env step + observe + update) on "
-                f"rewind/recsys-10k-v0 (10,000 items), {args.steps} steps (learning starts inside), one torch "
-                f"thread, {args.workers} runs at a time on a shared machine; CPU: {cpu_name()}.\n\n"
-                "| learner | steps/s |\n|---|---|\n" +
-                "\n".join(f"| {r['label']} | {r['sps']:.0f} |" for r in runs))
+                f"rewind/recsys-10k-v0 (10,000 items, one item per step) and {SLATE_10K} (10,000 items, slates "
+                f"of 5: the env computes the exact best slate every step, the learners log 5 impressions), "
+                f"{args.steps} steps (learning starts inside), one torch thread, {args.workers} runs at a time; "
+                f"CPU: {cpu_name()}; load average at the end: {_load()}.\n\n"
+                "| learner | steps/s, one item | steps/s, slate of 5 |\n|---|---|---|\n" +
+                "\n".join(f"| {label} | {_cell(sps.get((label, env_id)))} | {_cell(sps.get((label, SLATE_10K)))} |"
+                          for label in dict.fromkeys(r["label"] for r in runs)))
         write_result(out / "speed_10k.md", "Recommender learners: steps/s with a 10k-item catalogue",
                      "rewind.bench.studies.recsys_bandit", argv, body)
-        (out / "speed_10k.json").write_text(json.dumps(runs, indent=1))
+        atomic_write_text(out / "speed_10k.json", json.dumps(runs, indent=1))
         return 0
-    (out / "recsys_bandit.json").write_text(json.dumps(runs, indent=1))
+    atomic_write_text(out / "recsys_bandit.json", json.dumps(runs, indent=1))
     plot(runs, out / "recsys_bandit.png")
     write_result(out / "recsys_bandit.md", "Recommenders on rewind/recsys-v0", "rewind.bench.studies.recsys_bandit",
                  argv, table(runs, args.steps) + f"\n\nCPU: {cpu_name()}; figure: recsys_bandit.png.")
