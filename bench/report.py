@@ -128,7 +128,8 @@ def build_report(out: str | Path, reps: int = 2000, seed: int = 0, plots: bool =
             profiles[a] = {"taus": taus.tolist(), "profile": prof.tolist(), "lo": ci[0].tolist(), "hi": ci[1].tolist()}
 
     metric = (suite.report or {}).get("metric", "return")
-    rel = relative_length_table(suite, curves, float(suite.report["threshold"])) if metric == "relative_length" else None
+    rel = relative_length_table(suite, curves, float(suite.report["threshold"]), suite.report.get("baseline")) \
+        if metric == "relative_length" else None
     published = _published(suite, per_game, labels)
     result = {
         "published": published,
@@ -170,8 +171,12 @@ def steps_to_threshold(steps, rel, threshold: float) -> float:
     return next((float(s) for s, r in zip(steps, rel) if r <= threshold), float("inf"))
 
 
-def relative_length_table(suite, curves: dict, threshold: float) -> dict:
-    """{env: {label: summary}} of relative length curves (evaluation length / shortest path) per run."""
+def relative_length_table(suite, curves: dict, threshold: float, baseline: str | None = None) -> dict:
+    """{env: {label: summary}} of relative length curves (evaluation length / shortest path) per run.
+
+    With a baseline label: each label's median steps to the threshold / the baseline's; when the
+    baseline never got there in the run length, only an upper bound (its steps taken as the run length).
+    """
     cache, table = {}, {}
     specs = {(s.label, s.env, s.seed): s for s in suite.runs}
     for env in suite.envs:
@@ -197,6 +202,15 @@ def relative_length_table(suite, curves: dict, threshold: float) -> dict:
                 "median_steps_to_threshold": float(np.median(hit)), "reached": int(np.isfinite(hit).sum()),
                 "last_step": last, "final_mean": mean, "final_ci95": half, "final_median": float(np.median(final)),
                 "runs": per_seed}
+    for rows in table.values():
+        base = rows.get(baseline)
+        for label, d in rows.items():
+            if base is None or label == baseline:
+                continue
+            b, mine = base["median_steps_to_threshold"], d["median_steps_to_threshold"]
+            censored = not np.isfinite(b)
+            d["ratio_to_baseline"] = mine / (base["last_step"] if censored else b)
+            d["ratio_is_upper_bound"] = censored
     return table
 
 
@@ -241,21 +255,31 @@ def _markdown(r: dict, suite, labels, agg_labels, norm_envs, pngs) -> str:
     if r.get("relative_length"):
         rl = r["relative_length"]
         threshold = next(iter(next(iter(rl.values())).values()))["threshold"]
+        base = (suite.report or {}).get("baseline")
         lines += ["## Relative length", "",
                   f"Relative length = greedy evaluation episode length / the maze's shortest path (1 = optimal). "
                   f"Steps to {threshold:g}: the first evaluation at which it is <= {threshold:g}; median over "
                   "seeds, where a seed that never got there counts as infinite (so a median can be \"> last step\"); "
                   "reached = seeds that got there. Final: mean [95% t interval] over seeds at the last evaluation.", "",
-                  f"| env | agent | median steps to {threshold:g} | reached | final relative length |",
-                  "|---|---|---:|---:|---:|"]
+                  f"| env | agent | median steps to {threshold:g} | reached | final relative length |"
+                  + (f" steps / {base}'s |" if base else ""),
+                  "|---|---|---:|---:|---:|" + ("---:|" if base else "")]
         for env, rows in rl.items():
             for label, d in rows.items():
                 med = d["median_steps_to_threshold"]
                 med_text = f"{med:,.0f}" if np.isfinite(med) else f"> {d['last_step']:,}"
                 ci = f" [{d['final_mean'] - d['final_ci95']:.2f}, {d['final_mean'] + d['final_ci95']:.2f}]" \
                     if np.isfinite(d["final_ci95"]) else ""
+                ratio = ""
+                if base:
+                    x = d.get("ratio_to_baseline")
+                    ratio = (" - |" if x is None or not np.isfinite(x)
+                             else f" {'<' if d['ratio_is_upper_bound'] else ''}{x:.2f} |")
                 lines.append(f"| {env} | {label} | {med_text} | {d['reached']}/{len(d['seeds'])} | "
-                             f"{d['final_mean']:.2f}{ci} |")
+                             f"{d['final_mean']:.2f}{ci} |{ratio}")
+        if base:
+            lines += ["", f"Steps / {base}'s: the ratio of median steps to {threshold:g}; '<' when {base} never got "
+                      "there within the run (its steps taken as the run length, so the ratio is an upper bound)."]
         lines.append("")
     if r.get("published"):
         pub = r["published"]

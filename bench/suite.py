@@ -37,10 +37,11 @@ SUITE_DIR = Path(__file__).resolve().parent / "suites"
 SUITE_KEYS = {"name", "description", "agents", "envs", "seeds", "config", "resources", "scores", "report",
               "seed_keys"}
 AGENT_KEYS = ("agent", "config", "set", "sb3")
-REPORT_KEYS = ("published", "metric", "threshold")
+REPORT_KEYS = ("published", "metric", "threshold", "baseline")
 # report.metric: what the report leads with. return: the final evaluation return (normalised with
 # `scores:`); relative_length: evaluation episode length / the maze's shortest path (digit maze
-# only), and the env steps until it first reaches <= report.threshold.
+# only), and the env steps until it first reaches <= report.threshold; report.baseline: a label
+# whose median steps every other label's are divided by (the EBU paper's "under half DQN's steps").
 METRICS = ("return", "relative_length")
 SECTIONS = ("agent", "env", "run", "curriculum")
 
@@ -200,6 +201,8 @@ def _report(raw, envs) -> dict:
                               f"not {', '.join(not_maze)}")
         if threshold is None:
             raise RewindError("suite report.metric relative_length needs report.threshold (e.g. 1.5)")
+    if "baseline" in report and metric != "relative_length":
+        raise RewindError("suite report.baseline is for report.metric relative_length")
     return report
 
 
@@ -254,6 +257,9 @@ def build_suite(raw: dict, default_name: str = "suite", validate: bool = True) -
     cpus, gpus = _resources(raw.get("resources"))
     scores = validate_suite_scores(raw.get("scores"))
     report = _report(raw.get("report"), list(envs))
+    if "baseline" in report and report["baseline"] not in agents:
+        raise RewindError(f"suite report.baseline: {report['baseline']!r} is not a label of agents: "
+                          f"({', '.join(agents)})")
     seed_keys = _seed_keys(raw.get("seed_keys"))
     runs = []
     for label, spec in agents.items():
