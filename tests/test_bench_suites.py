@@ -149,3 +149,21 @@ def test_maze_ebu_suite_end_to_end_tiny(tmp_path, one_torch_thread):
     # rerun: every run is skipped as finished
     assert cli.main(argv) == 0
     assert sorted(p.name for p in (out / "results").glob("*.json")) == results
+
+
+def test_every_study_says_why_it_is_not_a_suite():
+    """bench/studies/ holds what cannot be a suite, and each module says why (docs/architecture.md)."""
+    import ast
+
+    studies = Path(__file__).resolve().parents[1] / "bench" / "studies"
+    silent = [p.name for p in sorted(studies.glob("*.py")) if p.name != "__init__.py"
+              and "not a suite" not in (ast.get_docstring(ast.parse(p.read_text())) or "").lower()]
+    assert silent == []
+
+
+def test_studies_default_to_the_results_folder():
+    from rewind.bench.studies import bandit_longtail, compress_minatar, distill_minatar
+
+    results = Path(__file__).resolve().parents[1] / "bench" / "results"
+    assert bandit_longtail.RESULTS_DIR == results / "bandit"
+    assert compress_minatar.RUNS.parent == distill_minatar.RUNS.parent == results / "minatar"
