@@ -246,7 +246,8 @@ def _markdown(r: dict, suite, labels, agg_labels, norm_envs, pngs) -> str:
     if suite.description:
         lines += [suite.description.strip(), ""]
     lines += [f"{r['finished']} of {r['runs']} runs finished; agents: {', '.join(suite.agents)}; "
-              f"{len(suite.envs)} envs; score of a run = mean return of its last evaluation.", ""]
+              f"{len(suite.envs)} envs; score of a run = mean return of its last evaluation"
+              + ("; headline metric: the relative length (next section)." if r.get("relative_length") else "."), ""]
     if r["failed"] or r["missing"]:
         lines += ["Not in this report:", ""]
         lines += [f"- {m['run_id']}: failed: {m['error']}" for m in r["failed"]]

@@ -15,8 +15,9 @@
     report: {metric: relative_length, threshold: 1.5}   # headline metric (default: final return)
 
 Config layers, later wins: the agent's preset for the env family < suite `config` < the env's
-entry < the agent's entry (`config:`, then `set:`) < `seed_keys`. Everything is validated (agent and env names, config keys and
-types, Ray request) before any run starts, so a typo never costs a half-finished suite.
+entry < the agent's entry (`config:`, then `set:`) < `seed_keys`. Everything is validated
+(agent and env names, config keys and types, Ray request) before any run starts, so a typo
+never costs a half-finished suite.
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def _agent_entries(raw) -> dict[str, dict]:
                               + "give an agent name or {agent: NAME, config: {...}, set: {section.key: value}, "
                               f"sb3: {{...}}}}, got {spec!r}")
         plain_name(label, "suite agents: label")  # it becomes a folder name under --out
-        config = merge(_sections(spec.get("config"), f"agents.{label}"), _dotted(spec.get("set"), f"agents.{label}.set"))
+        config = merge(_sections(spec.get("config"), f"agents.{label}"),
+                       _dotted(spec.get("set"), f"agents.{label}.set"))
         out[str(label)] = {"agent": str(spec["agent"]), "config": config, "sb3": dict(spec.get("sb3") or {})}
         if out[str(label)]["sb3"] and spec["agent"] not in PEERS:
             raise RewindError(f"suite agents.{label}: `sb3:` options are only for peers ({', '.join(PEERS)})")

@@ -72,7 +72,8 @@ def test_relative_length_table_counts_first_crossing_and_censors_the_baseline():
     from rewind.bench.report import _shortest_path, relative_length_table
 
     raw = {"agents": {"a": "dqn", "b": "dqn"}, "envs": ["rewind/maze-d20-v0"], "seeds": 2,
-           "seed_keys": ["env.maze_seed"], "config": {"env": {"observation": "index"}}, "report": {"metric": "relative_length", "threshold": 1.5, "baseline": "b"}}
+           "seed_keys": ["env.maze_seed"], "config": {"env": {"observation": "index"}},
+           "report": {"metric": "relative_length", "threshold": 1.5, "baseline": "b"}}
     suite = build_suite(raw, validate=False)
     sp = {s.seed: _shortest_path(next(r for r in suite.runs if r.seed == s.seed), {}) for s in suite.runs}
 
