@@ -9,6 +9,11 @@ reference scores appear in the per-game table but not in the aggregates; the rep
 Writes into DIR: report.md, report.json (every number in the report), curves.png
 (IQM of normalised score vs frames, 95% band), profiles.png (performance profiles),
 per_game.png (raw evaluation return vs frames per game: mean over seeds, band from the lowest to the highest seed).
+
+A suite with `report: {metric: relative_length, threshold: T}` (digit maze) leads with the relative
+length = evaluation episode length / the shortest path of the run's maze: per env and agent the
+env steps until it first reaches <= T (median over seeds, seeds that got there), the final
+relative length (mean, 95% t interval), and relative_length.png (median over seeds, IQR band).
 """
 
 from __future__ import annotations
@@ -122,6 +127,9 @@ def build_report(out: str | Path, reps: int = 2000, seed: int = 0, plots: bool =
             prof, ci = stats.performance_profile(normed[a], taus, reps=min(reps, 1000), seed=seed)
             profiles[a] = {"taus": taus.tolist(), "profile": prof.tolist(), "lo": ci[0].tolist(), "hi": ci[1].tolist()}
 
+    metric = (suite.report or {}).get("metric", "return")
+    rel = relative_length_table(suite, curves, float(suite.report["threshold"]), suite.report.get("baseline")) \
+        if metric == "relative_length" else None
     published = _published(suite, per_game, labels)
     result = {
         "published": published,
@@ -134,10 +142,76 @@ def build_report(out: str | Path, reps: int = 2000, seed: int = 0, plots: bool =
         "probability_of_improvement": {k: list(v) for k, v in poi.items()},
         "iqm_curves": curve_data, "profiles": profiles, "bootstrap_reps": reps,
     }
+    if rel is not None:
+        result["relative_length"] = rel
     atomic_write_json(out / "report.json", result)
     pngs = _plots(out, suite, curves, labels, curve_data, profiles) if plots else []
+    if plots and rel is not None:
+        pngs.insert(0, _plot_relative_length(out, suite, rel))
     atomic_write_text(out / "report.md", _markdown(result, suite, labels, agg_labels, norm_envs, pngs))
     return result
+
+
+def _shortest_path(spec, cache: dict) -> int:
+    """Shortest start-goal path of the maze a run trained on (its layout depends on its env config only)."""
+    from rewind.bench.suite import resolve_run
+    from rewind.envs import make_env
+
+    cfg = resolve_run(spec).env_config
+    key = (spec.env, json.dumps(cfg, sort_keys=True, default=str))
+    if key not in cache:
+        env = make_env(spec.env, cfg)
+        cache[key] = int(env.unwrapped.shortest_path)
+        env.close()
+    return cache[key]
+
+
+def steps_to_threshold(steps, rel, threshold: float) -> float:
+    """First evaluation step whose relative length is <= threshold (inf if none)."""
+    return next((float(s) for s, r in zip(steps, rel) if r <= threshold), float("inf"))
+
+
+def relative_length_table(suite, curves: dict, threshold: float, baseline: str | None = None) -> dict:
+    """{env: {label: summary}} of relative length curves (evaluation length / shortest path) per run.
+
+    With a baseline label: each label's median steps to the threshold / the baseline's; when the
+    baseline never got there in the run length, only an upper bound (its steps taken as the run length).
+    """
+    cache, table = {}, {}
+    specs = {(s.label, s.env, s.seed): s for s in suite.runs}
+    for env in suite.envs:
+        for label in suite.agents:
+            runs = curves.get(label, {}).get(env, {})
+            seeds, per_seed, hit, last = [], [], [], 0
+            for seed, ev in sorted(runs.items()):
+                if any(e.get("length_mean") is None for e in ev):
+                    continue   # a result written before lengths were stored: rerun it
+                shortest = _shortest_path(specs[(label, env, seed)], cache)
+                steps = [e["step"] for e in ev]
+                rel = [e["length_mean"] / shortest for e in ev]
+                seeds.append(seed)
+                per_seed.append({"seed": seed, "shortest_path": shortest, "steps": steps, "relative_length": rel})
+                hit.append(steps_to_threshold(steps, rel, threshold))
+                last = max(last, steps[-1])
+            if not seeds:
+                continue
+            final = [r["relative_length"][-1] for r in per_seed]
+            mean, half = stats.t_interval(final)
+            table.setdefault(env, {})[label] = {
+                "seeds": seeds, "threshold": threshold, "steps_to_threshold": hit,
+                "median_steps_to_threshold": float(np.median(hit)), "reached": int(np.isfinite(hit).sum()),
+                "last_step": last, "final_mean": mean, "final_ci95": half, "final_median": float(np.median(final)),
+                "runs": per_seed}
+    for rows in table.values():
+        base = rows.get(baseline)
+        for label, d in rows.items():
+            if base is None or label == baseline:
+                continue
+            b, mine = base["median_steps_to_threshold"], d["median_steps_to_threshold"]
+            censored = not np.isfinite(b)
+            d["ratio_to_baseline"] = mine / (base["last_step"] if censored else b)
+            d["ratio_is_upper_bound"] = censored
+    return table
 
 
 def _published(suite, per_game: dict, labels: list[str]) -> dict | None:
@@ -172,11 +246,41 @@ def _markdown(r: dict, suite, labels, agg_labels, norm_envs, pngs) -> str:
     if suite.description:
         lines += [suite.description.strip(), ""]
     lines += [f"{r['finished']} of {r['runs']} runs finished; agents: {', '.join(suite.agents)}; "
-              f"{len(suite.envs)} envs; score of a run = mean return of its last evaluation.", ""]
+              f"{len(suite.envs)} envs; score of a run = mean return of its last evaluation"
+              + ("; headline metric: the relative length (next section)." if r.get("relative_length") else "."), ""]
     if r["failed"] or r["missing"]:
         lines += ["Not in this report:", ""]
         lines += [f"- {m['run_id']}: failed: {m['error']}" for m in r["failed"]]
         lines += [f"- {m['run_id']}: {m['error'] or 'not finished'}" for m in r["missing"]]
+        lines.append("")
+    if r.get("relative_length"):
+        rl = r["relative_length"]
+        threshold = next(iter(next(iter(rl.values())).values()))["threshold"]
+        base = (suite.report or {}).get("baseline")
+        lines += ["## Relative length", "",
+                  f"Relative length = greedy evaluation episode length / the maze's shortest path (1 = optimal). "
+                  f"Steps to {threshold:g}: the first evaluation at which it is <= {threshold:g}; median over "
+                  "seeds, where a seed that never got there counts as infinite (so a median can be \"> last step\"); "
+                  "reached = seeds that got there. Final: mean [95% t interval] over seeds at the last evaluation.", "",
+                  f"| env | agent | median steps to {threshold:g} | reached | final relative length |"
+                  + (f" steps / {base}'s |" if base else ""),
+                  "|---|---|---:|---:|---:|" + ("---:|" if base else "")]
+        for env, rows in rl.items():
+            for label, d in rows.items():
+                med = d["median_steps_to_threshold"]
+                med_text = f"{med:,.0f}" if np.isfinite(med) else f"> {d['last_step']:,}"
+                ci = f" [{d['final_mean'] - d['final_ci95']:.2f}, {d['final_mean'] + d['final_ci95']:.2f}]" \
+                    if np.isfinite(d["final_ci95"]) else ""
+                ratio = ""
+                if base:
+                    x = d.get("ratio_to_baseline")
+                    ratio = (" - |" if x is None or not np.isfinite(x)
+                             else f" {'<' if d['ratio_is_upper_bound'] else ''}{x:.2f} |")
+                lines.append(f"| {env} | {label} | {med_text} | {d['reached']}/{len(d['seeds'])} | "
+                             f"{d['final_mean']:.2f}{ci} |{ratio}")
+        if base:
+            lines += ["", f"Steps / {base}'s: the ratio of median steps to {threshold:g}; '<' when {base} never got "
+                      "there within the run (its steps taken as the run length, so the ratio is an upper bound)."]
         lines.append("")
     if r.get("published"):
         pub = r["published"]
@@ -231,11 +335,41 @@ def _markdown(r: dict, suite, labels, agg_labels, norm_envs, pngs) -> str:
         lines += ["## Plots", ""]
         titles = {"curves.png": "IQM of normalized score vs frames (95% CI band)",
                   "profiles.png": "Performance profiles (fraction of runs above tau, 95% CI)",
-                  "per_game.png": "Evaluation return vs frames per game (mean over seeds; band: lowest to highest seed)"}
+                  "per_game.png": "Evaluation return vs frames per game (mean over seeds; band: lowest to highest seed)",
+                  "relative_length.png": "Relative length vs env steps (median over seeds, band: IQR; log scale)"}
         for p in pngs:
             lines += [f"### {titles[p]}", "", f"![{p}]({p})", ""]
     lines += ["Per-run TensorBoard logs: `tensorboard --logdir runs` in this folder.", ""]
     return "\n".join(lines)
+
+
+def _plot_relative_length(out: Path, suite, rel: dict) -> str:
+    matplotlib = require("matplotlib", "bench", "plotting")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = [e for e in suite.envs if e in rel]
+    fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.6), squeeze=False)
+    for ax, env in zip(axes[0], envs):
+        threshold = None
+        for label, d in rel[env].items():
+            n = min(len(r["steps"]) for r in d["runs"])
+            x = np.asarray(d["runs"][0]["steps"][:n])
+            y = np.array([r["relative_length"][:n] for r in d["runs"]])
+            line, = ax.plot(x, np.median(y, axis=0), label=f"{label} (n={len(y)})")
+            ax.fill_between(x, np.percentile(y, 25, axis=0), np.percentile(y, 75, axis=0),
+                            color=line.get_color(), alpha=0.12)
+            threshold = d["threshold"]
+        ax.axhline(threshold, color="k", lw=0.8, ls=":")
+        ax.set_yscale("log")
+        ax.set_title(env, fontsize=9)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("relative length (median, IQR)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "relative_length.png", dpi=100)
+    plt.close(fig)
+    return "relative_length.png"
 
 
 def _plots(out: Path, suite, curves, labels, curve_data, profiles) -> list[str]:

@@ -115,7 +115,9 @@ def write_result(out: str | Path, run_id: str, meta: dict, evaluations: list[dic
         "machine": machine(),
         "steps": summary.get("steps"),
         "final": {k: final.get(k) for k in ("step", "frames", "return_mean", "return_std", "returns")},
-        "curve": [{k: e.get(k) for k in ("step", "frames", "return_mean", "return_std")} for e in evaluations],
+        # length_mean: evaluation episode length, for metrics other than the return (maze relative length)
+        "curve": [{k: e.get(k) for k in ("step", "frames", "return_mean", "return_std", "length_mean")}
+                  for e in evaluations],
         "code_files": loaded_code_files(),
         "wall_s": round(wall_s, 1),
         "cpu_s": round(cpu_s, 1),

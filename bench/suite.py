@@ -4,16 +4,20 @@
     agents:                  # label -> agent name, or {agent: NAME, config: {agent: ..., env: ..., run: ...}}
       ebu: ebu
       dqn: {agent: dqn, config: {agent: {double: false}}}
+      ebu-b1: {agent: ebu, set: {agent.beta: 1.0}}        # `set:` dotted keys, as `--set` (over `config:`)
       sb3-dqn: {agent: sb3-dqn, sb3: {gradient_steps: 1}}   # peers: raw SB3 keyword arguments
     envs: [CartPole-v1, minatar-breakout]   # or {env: {config sections}}
     seeds: 3                 # 3 -> 0, 1, 2; or a list
     config: {run: {steps: 2000, eval_every: 500}}     # every run (after the agent+env preset)
     resources: {cpus: 1, gpus: 0}           # per run: worker threads, Ray request
     scores: {CartPole-v1: {random: 22.3, reference: 500}}   # normalisation for non-Atari envs
+    seed_keys: [env.maze_seed]              # config keys set to each run's seed (one maze per seed)
+    report: {metric: relative_length, threshold: 1.5}   # headline metric (default: final return)
 
 Config layers, later wins: the agent's preset for the env family < suite `config` < the env's
-entry < the agent's entry. Everything is validated (agent and env names, config keys and
-types, Ray request) before any run starts, so a typo never costs a half-finished suite.
+entry < the agent's entry (`config:`, then `set:`) < `seed_keys`. Everything is validated
+(agent and env names, config keys and types, Ray request) before any run starts, so a typo
+never costs a half-finished suite.
 """
 
 from __future__ import annotations
@@ -31,7 +35,16 @@ from rewind.errors import RewindError
 from rewind.files import plain_name
 
 SUITE_DIR = Path(__file__).resolve().parent / "suites"
-SUITE_KEYS = {"name", "description", "agents", "envs", "seeds", "config", "resources", "scores", "report"}
+SUITE_KEYS = {"name", "description", "agents", "envs", "seeds", "config", "resources", "scores", "report",
+              "seed_keys"}
+AGENT_KEYS = ("agent", "config", "set", "sb3")
+REPORT_KEYS = ("published", "metric", "threshold", "baseline")
+# report.metric: what the report leads with. return: the final evaluation return (normalised with
+# `scores:`); relative_length: evaluation episode length / the maze's shortest path (digit maze
+# only), and the env steps until it first reaches <= report.threshold; report.baseline: a label
+# whose median steps every other label's are divided by (the EBU paper's "under half DQN's steps").
+METRICS = ("return", "relative_length")
+SECTIONS = ("agent", "env", "run", "curriculum")
 
 
 def suite_names() -> list[str]:
@@ -107,12 +120,15 @@ def _agent_entries(raw) -> dict[str, dict]:
     for label, spec in raw.items():
         if isinstance(spec, str):
             spec = {"agent": spec}
-        if not isinstance(spec, dict) or "agent" not in spec or set(spec) - {"agent", "config", "sb3"}:
-            raise RewindError(f"suite agents.{label}: give an agent name or {{agent: NAME, config: {{...}}, "
+        if not isinstance(spec, dict) or "agent" not in spec or set(spec) - set(AGENT_KEYS):
+            extra = sorted(set(spec) - set(AGENT_KEYS)) if isinstance(spec, dict) else []
+            raise RewindError(f"suite agents.{label}: " + (f"unknown key(s) {extra}; " if extra else "")
+                              + "give an agent name or {agent: NAME, config: {...}, set: {section.key: value}, "
                               f"sb3: {{...}}}}, got {spec!r}")
         plain_name(label, "suite agents: label")  # it becomes a folder name under --out
-        out[str(label)] = {"agent": str(spec["agent"]), "config": _sections(spec.get("config"), f"agents.{label}"),
-                           "sb3": dict(spec.get("sb3") or {})}
+        config = merge(_sections(spec.get("config"), f"agents.{label}"),
+                       _dotted(spec.get("set"), f"agents.{label}.set"))
+        out[str(label)] = {"agent": str(spec["agent"]), "config": config, "sb3": dict(spec.get("sb3") or {})}
         if out[str(label)]["sb3"] and spec["agent"] not in PEERS:
             raise RewindError(f"suite agents.{label}: `sb3:` options are only for peers ({', '.join(PEERS)})")
     return out
@@ -124,6 +140,72 @@ def _sections(cfg, where: str) -> dict:
     if not isinstance(cfg, dict):
         raise RewindError(f"suite {where}.config must be a mapping of sections (agent:, env:, run:)")
     return cfg
+
+
+def _dotted_key(key, where: str) -> list[str]:
+    parts = str(key).split(".")
+    if len(parts) < 2 or parts[0] not in SECTIONS or not all(parts):
+        raise RewindError(f"suite {where}: {key!r} is not a config key; write section.key with section one of "
+                          f"{', '.join(SECTIONS)} (e.g. agent.beta)")
+    return parts
+
+
+def _dotted(raw, where: str) -> dict:
+    """{"agent.beta": 1.0, "run.grow_at": 5000} -> {"agent": {"beta": 1.0}, "run": {"grow_at": 5000}}."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise RewindError(f"suite {where}: must map section.key to a value, e.g. {{agent.beta: 1.0}}")
+    out: dict = {}
+    for key, value in raw.items():
+        parts = _dotted_key(key, where)
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RewindError(f"suite {where}: {key!r} sets a value inside another value")
+        node[parts[-1]] = value
+    return out
+
+
+def _seed_keys(raw) -> list[list[str]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(k, str) for k in raw):
+        raise RewindError("suite `seed_keys:` must be a list of config keys, e.g. [env.maze_seed]")
+    return [_dotted_key(k, "seed_keys") for k in raw]
+
+
+def _with_seed(overrides: dict, keys: list[list[str]], seed: int) -> dict:
+    if not keys:
+        return overrides
+    return merge(overrides, _dotted({".".join(k): seed for k in keys}, "seed_keys"))
+
+
+def _report(raw, envs) -> dict:
+    report = raw or {}
+    if not isinstance(report, dict):
+        raise RewindError("suite `report:` must be a mapping")
+    unknown = sorted(set(report) - set(REPORT_KEYS))
+    if unknown:
+        raise RewindError(f"suite report: unknown key(s) {unknown}; valid keys: {', '.join(REPORT_KEYS)}")
+    metric = report.get("metric", "return")
+    if metric not in METRICS:
+        raise RewindError(f"suite report.metric: {metric!r} is not one of {', '.join(METRICS)}")
+    threshold = report.get("threshold")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                  or threshold <= 0):
+        raise RewindError(f"suite report.threshold must be a number > 0, got {threshold!r}")
+    if metric == "relative_length":
+        not_maze = [e for e in envs if not e.startswith("rewind/maze")]
+        if not_maze:
+            raise RewindError(f"suite report.metric relative_length needs digit-maze envs (rewind/maze-*), "
+                              f"not {', '.join(not_maze)}")
+        if threshold is None:
+            raise RewindError("suite report.metric relative_length needs report.threshold (e.g. 1.5)")
+    if "baseline" in report and metric != "relative_length":
+        raise RewindError("suite report.baseline is for report.metric relative_length")
+    return report
 
 
 def _env_entries(raw) -> dict[str, dict]:
@@ -176,16 +258,18 @@ def build_suite(raw: dict, default_name: str = "suite", validate: bool = True) -
     shared = _sections(raw.get("config"), "")
     cpus, gpus = _resources(raw.get("resources"))
     scores = validate_suite_scores(raw.get("scores"))
-    report = raw.get("report") or {}
-    if not isinstance(report, dict):
-        raise RewindError("suite `report:` must be a mapping")
+    report = _report(raw.get("report"), list(envs))
+    if "baseline" in report and report["baseline"] not in agents:
+        raise RewindError(f"suite report.baseline: {report['baseline']!r} is not a label of agents: "
+                          f"({', '.join(agents)})")
+    seed_keys = _seed_keys(raw.get("seed_keys"))
     runs = []
     for label, spec in agents.items():
         for env, env_cfg in envs.items():
             overrides = merge(merge(shared, env_cfg), spec["config"])
             for seed in seeds:
                 runs.append(RunSpec(f"{label}/{env_slug(env)}/s{seed}", label, spec["agent"], env, seed,
-                                    overrides, spec["sb3"], cpus, gpus))
+                                    _with_seed(overrides, seed_keys, seed), spec["sb3"], cpus, gpus))
     suite = Suite(str(raw.get("name", default_name)), str(raw.get("description", "")), raw, runs,
                   list(agents), list(envs), scores, report)
     if validate:

@@ -130,7 +130,8 @@ def _task_env(env_name: str, env: gym.Env, opts: dict) -> tuple[TaskEnv, list]:
     elif type(env.unwrapped).__name__ == "DigitMazeEnv":
         maze = env.unwrapped
         kwargs = dict(stochastic=maze.stochastic, random_action_prob=maze.random_action_prob or 0.2,
-                      maze_seed=maze.maze_seed, max_steps=maze.max_steps, observation=maze.observation_mode)
+                      maze_seed=maze.maze_seed, max_steps=maze.max_steps, observation=maze.observation_mode,
+                      reward_scale=maze.reward_scale)
         env.close()
         sizes = [int(s) for s in opts.get("sizes", [maze.size])]
         task_env = maze_task_env(env_name if env_name.startswith("rewind/maze") else "rewind/maze-v0",

@@ -34,7 +34,8 @@ def register_all() -> None:
     _register("rewind/bandit-digits-longtail-v0", "rewind.envs.bandit:ClassificationBandit",
               kwargs={"data": "digits", "imbalance": 100.0})
     # The EBU paper's digit maze (envs/maze.py; issue 3). Options via kwargs: size, density,
-    # stochastic, random_action_prob, maze_seed, max_steps, observation ("digits" | "index").
+    # stochastic, random_action_prob, maze_seed, max_steps, observation ("digits" | "index"),
+    # reward_scale.
     _register("rewind/maze-v0", "rewind.envs.maze:DigitMazeEnv")
     for density in (20, 50):
         _register(f"rewind/maze-d{density}-v0", "rewind.envs.maze:DigitMazeEnv",

@@ -180,8 +180,19 @@ def test_registered_ids_pass_gymnasium_checks_and_pickle():
     np.testing.assert_array_equal(clone.unwrapped.walls, env.unwrapped.walls)
 
 
+def test_reward_scale_multiplies_bump_and_goal_rewards_only():
+    env = DigitMazeEnv(density=0.0, maze_seed=0, observation="index", reward_scale=0.001)
+    env.reset(seed=0)
+    assert env.step(0)[1] == pytest.approx(-0.001)            # border bump
+    assert env.step(1)[1] == 0.0 and env.pos == (1, 0)        # a free move stays 0
+    env.pos = (9, 8)
+    _, reward, terminated, _, info = env.step(3)
+    assert reward == pytest.approx(1.0) and terminated and info["is_success"]
+
+
 @pytest.mark.parametrize("kwargs", [dict(density=1.0), dict(size=1), dict(observation="pixels"),
-                                    dict(max_steps=0), dict(random_action_prob=2.0, stochastic=True)])
+                                    dict(max_steps=0), dict(random_action_prob=2.0, stochastic=True),
+                                    dict(reward_scale=0), dict(reward_scale="big")])
 def test_bad_options_are_rewind_errors(kwargs):
     with pytest.raises(RewindError):
         DigitMazeEnv(**kwargs)

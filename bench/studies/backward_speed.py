@@ -1,5 +1,7 @@
 """Microseconds per call of `backward_targets` (the EBU hot path) for Atari-sized episodes.
 
+Not a suite: it times one function (microseconds per call); nothing is trained.
+
 Run: `python3 -m rewind.bench.studies.backward_speed` (or `python3 bench/studies/backward_speed.py`).
 Prints median microseconds for T in {1000, 10000}, A = 18 (full Atari action set), K in {1, 4},
 numpy and torch (CPU, float32), and for comparison the same recursion as a scalar Python loop

@@ -1,5 +1,8 @@
 """rewind's bandit agents and Vowpal Wabbit side by side on identical context streams.
 
+Not a suite: half of the learners are Vowpal Wabbit reductions (neither rewind agents nor harness
+peers), and the identical-stream check and the steps/s timing need every learner in one process.
+
 For every dataset and seed, each learner (rewind agent or VW ``--cb_explore`` reduction)
 drives its own copy of the same ClassificationBandit env reset with the same seed, so the
 stream of contexts (order included) is identical; the script checks that it is. Reported:

@@ -1,5 +1,8 @@
 """Deep Compression of trained MinAtar DQN/EBU agents: size ratio per stage and return retained.
 
+Not a suite: it transforms and measures already trained checkpoints (file size per stage, return
+retained on fixed evaluation seeds, a dense control); it starts no agents x envs x seeds training.
+
 For every checkpoint and every setting (prune fraction : fc bits), the agent is compressed
 with `rewind.transfer.compress` (the code behind `rewind compress`), the .rwz file is written
 and its real size measured, and the greedy return is evaluated over the same fixed
@@ -33,7 +36,7 @@ from rewind.run.loop import evaluate
 from rewind.bench.markdown import write_result
 from rewind.errors import require
 
-RUNS = Path(__file__).resolve().parent / "results" / "minatar" / "runs"
+RUNS = Path(__file__).resolve().parents[1] / "results" / "minatar" / "runs"
 DEFAULT_RUNS = [f"{a}__minatar-breakout__s{s}" for a in ("dqn", "ebu") for s in (0, 1, 2)]
 STAGES = ("pruned", "retrained", "quantised", "finetuned")
 
@@ -190,7 +193,7 @@ def main(argv=None) -> int:
     p.add_argument("--episodes", type=int, default=500, help="evaluation episodes per stage (fixed seeds)")
     p.add_argument("--eval-seed", type=int, default=12345)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "compress"))
+    p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "compress"))
     p.add_argument("--report-only", action="store_true", help="rewrite table and plot from results.json")
     args = p.parse_args(argv)
     torch.set_num_threads(1)

@@ -1,5 +1,8 @@
 """Switch-epoch experiment of Bengio et al. 2009 on BasicShapes -> GeomShapes.
 
+Not a suite: supervised training of an MLP on image datasets (every condition x seed as one
+batched network), with no env and no agent.
+
 Train a 3-hidden-layer MLP by SGD on the NLL: BasicShapes before the switch epoch, GeomShapes
 after it; report the GeomShapes test error. Controls:
 

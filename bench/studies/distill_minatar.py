@@ -1,5 +1,9 @@
 """Distillation on MinAtar Breakout: quarter-parameter students by KD, policy distillation and RKD.
 
+Not a suite: each student starts from a teacher checkpoint (one per teacher, not a seed of a
+suite), and what it measures (teacher vs student on fixed seeds, greedy-action agreement on
+held-out teacher states) is not the harness's evaluation return.
+
 Run: `python -m rewind.bench.studies.distill_minatar` (defaults: the three 50k-step EBU breakout
 checkpoints of bench/results/minatar as teachers, student size quarter = width 0.5, losses
 kd / policy / rkd, teacher experience, 30k steps each, one torch thread).
@@ -35,7 +39,7 @@ from rewind.bench.markdown import write_result
 from rewind.config import merge, parse_set
 from rewind.errors import RewindError, exit_code, require
 
-RUNS = Path(__file__).resolve().parent / "results" / "minatar" / "runs"
+RUNS = Path(__file__).resolve().parents[1] / "results" / "minatar" / "runs"
 DEFAULT_TEACHERS = [str(RUNS / f"ebu__minatar-breakout__s{s}") for s in range(3)]
 EVAL_SEED = 500_000      # evaluation episodes of teacher and students
 HELDOUT_SEED = 900_000   # episodes whose states measure agreement (never used for training)
@@ -55,7 +59,7 @@ def parse_args(argv):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a distillation setting (agent.*, run.*) for every student")
     p.add_argument("--workdir", default="runs/distill_minatar", help="where the student runs go (not committed)")
-    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "distill"),
+    p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "distill"),
                    help="folder for table.md, results.json, curves.png")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--no-progress", action="store_true")

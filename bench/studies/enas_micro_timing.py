@@ -1,5 +1,7 @@
 """Micro-space shared-weight step time on CIFAR-10-format data (synthetic batches in the real pickle format).
 
+Not a suite: ENAS timing (seconds per shared-weight step); nothing is trained to the end.
+
     nice -n 10 python3 -m rewind.bench.studies.enas_micro_timing
 """
 import pickle, numpy as np, torch, time, tempfile, pathlib

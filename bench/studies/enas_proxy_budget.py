@@ -2,6 +2,9 @@
 shared-weight validation accuracy and the stand-alone test accuracy that ``enas_study`` stored for
 its uniform architectures, for supernets trained uniformly for several budgets of optimizer steps.
 
+Not a suite: ENAS proxy quality against supernet budget (Kendall tau of shared-weight vs stored
+stand-alone accuracies); no agent is evaluated on an env.
+
     nice -n 10 python3 -m rewind.bench.studies.enas_proxy_budget --name digits_mlp_bottleneck \
         --set space.widths=[2,4,8,64] --budgets 340 1360 2720
 """

@@ -1,5 +1,8 @@
 """ENAS vs random search with weight sharing vs random architectures without search, at equal compute.
 
+Not a suite: search methods compared at equal shared-weight compute, derived architectures retrained
+and tested on a dataset (test accuracy, Kendall tau); no agent is evaluated on an env.
+
 For one dataset and space (issue 15, "Measure and report"), per seed:
 
 - ``enas`` and ``random`` (random search with weight sharing): the same ``--budget`` of

@@ -1,5 +1,7 @@
 """Harness cost: overhead vs a bare `rewind train` of the same run, and scaling with workers / Ray.
 
+Not a suite: it times the harness itself (overhead per run, scaling with workers and Ray).
+
 overhead: one run (dqn on CartPole, torch limited to 1 thread in both) as `rewind train` and
 as a one-run suite under `rewind bench run --workers 1 --no-report`, each a fresh process,
 alternated `--repeats` times; the medians are compared. The harness adds one worker process

@@ -1,176 +1,144 @@
-"""Net2Net in RL: a Q-network widened mid-training vs the wide network trained from scratch.
+"""Net2Net growth check and after-growth comparison for the results of the `net2net_grow` suite.
 
-Three variants, same seeds, same settings otherwise:
-  narrow  width 1.0 throughout (reference)
-  grown   width 1.0, widened x FACTOR by Net2WiderNet at --grow-at (run.grow_at / run.widen)
-  wide    width FACTOR from step 0 (agent.width)
-Each run is a plain `rewind train` run under OUT/runs/<variant>__<env>__s<seed> (skipped when
-finished, resumed when interrupted). The report: eval-return curves (mean +- sd over seeds,
-PNG), table.md, results.json; probability of improvement (Mann-Whitney, bootstrap 95% CI,
-bench/stats.py) of grown over wide and over narrow on the mean eval return after the growth.
+Not a suite itself: the runs are the suite `bench/suites/net2net_grow.yaml` (narrow / grown /
+wide labels, run by `rewind bench run`, which also writes the generic report). This helper
+only reads that suite's result files and adds what the generic report does not compute:
 
-Reduced protocol (so 3 variants x 5 seeds fit ~25 CPU minutes): the dqn_minatar preset with
-eps decay 10k steps and learning from 2k steps (MinAtar's own: 100k and 5k), 20k steps.
+- the function-preservation check: the evaluation at the growth step runs just after the
+  growth, so a grown run scores what the narrow run of the same seed scores there only if the
+  widened Q-network acts as the narrow one;
+- the mean eval return after the growth step per variant (mean and 95% t interval over seeds)
+  and P(grown > wide), P(grown > narrow) on it (bootstrap 95% CI, bench/stats.py);
+- growth.png: eval return vs env steps (mean +- sd over seeds) with the growth step marked.
 
-    python -m rewind.bench.studies.net2net_grow --seeds 0,1,2,3,4 --steps 20000 --out bench/results/net2net
-    python -m rewind.bench.studies.net2net_grow --out bench/results/net2net --plot-only
+    rewind bench run net2net_grow --out bench/results/net2net_grow --workers 1
+    python -m rewind.bench.studies.net2net_grow bench/results/net2net_grow
+
+Writes growth.md and growth.json into the results folder.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from rewind.files import atomic_write_json
-from rewind.bench.curves import load_curves, plot_mean_band, run_dir, stacked
-from rewind.bench.markdown import write_result
-from rewind.errors import require
+from rewind.errors import RewindError, exit_code, require
+from rewind.files import atomic_write_json, atomic_write_text
 
-REDUCED = ["agent.eps_decay_steps=10000", "agent.learning_starts=2000", "run.eval_every=1000",
-           "run.eval_episodes=10", "run.checkpoint_every=0", "run.torch_threads=1"]
 VARIANTS = ("narrow", "grown", "wide")
 
 
-def variant_settings(variant: str, factor: float, grow_at: int) -> list[str]:
-    if variant == "grown":
-        return [f"run.grow_at={grow_at}", f"run.widen={factor}"]
-    if variant == "wide":
-        return [f"agent.width={factor}"]
-    return []
+def growth_summary(out: str | Path, reps: int = 2000) -> dict:
+    """Per variant: seeds, steps, eval returns (seed x step), mean after the growth step; the check; PoI."""
+    from rewind.bench.report import collect
+    from rewind.bench.stats import poi_with_ci, t_interval
+    from rewind.bench.suite import resolve_run
+
+    data = collect(Path(out))
+    suite, curves = data["suite"], data["curves"]
+    missing = [v for v in VARIANTS if v not in suite.agents]
+    if missing:
+        raise RewindError(f"{out} is not a net2net_grow results folder: no label(s) {', '.join(missing)}")
+    grown_spec = next(s for s in suite.runs if s.label == "grown")
+    run = resolve_run(grown_spec).run
+    grow_at, factor = run.grow_at, run.widen
+    if grow_at <= 0:
+        raise RewindError(f"{out}: the grown label does not grow (run.grow_at = {grow_at})")
+    env = suite.envs[0]
+    variants = {}
+    for v in VARIANTS:
+        runs = curves.get(v, {}).get(env, {})
+        if not runs:
+            continue
+        seeds = sorted(runs)
+        n = min(len(runs[s]) for s in seeds)
+        steps = np.array([e["step"] for e in runs[seeds[0]][:n]])
+        ret = np.array([[e["return_mean"] for e in runs[s][:n]] for s in seeds])
+        after = ret[:, steps > grow_at].mean(1)
+        variants[v] = {"seeds": seeds, "steps": steps.tolist(), "eval_return": ret.tolist(),
+                       "after_growth": after.tolist(), "after_growth_mean_ci95": list(t_interval(after)),
+                       "before_growth_mean": float(ret[:, steps <= grow_at].mean()),
+                       "final_mean_ci95": list(t_interval(ret[:, -1]))}
+    if "grown" not in variants or "narrow" not in variants:
+        raise RewindError(f"{out} has no finished grown and narrow runs yet")
+    check = []
+    g, nr = variants["grown"], variants["narrow"]
+    if grow_at in g["steps"] and grow_at in nr["steps"]:
+        i, j = g["steps"].index(grow_at), nr["steps"].index(grow_at)
+        for s in sorted(set(g["seeds"]) & set(nr["seeds"])):
+            a, b = g["eval_return"][g["seeds"].index(s)][i], nr["eval_return"][nr["seeds"].index(s)][j]
+            check.append({"seed": s, "grown": a, "narrow": b, "same": a == b})
+    poi = {}
+    for other in ("wide", "narrow"):
+        if other in variants:
+            est, lo, hi = poi_with_ci({"t": np.array(g["after_growth"])},
+                                      {"t": np.array(variants[other]["after_growth"])}, reps=reps, seed=0)
+            poi[f"grown > {other}"] = [est, lo, hi]
+    return {"suite": suite.name, "env": env, "grow_at": grow_at, "widen": factor, "variants": variants,
+            "check_at_growth": check, "poi_after_growth": poi, "missing": data["missing"], "failed": data["failed"]}
 
 
-def run_all(args) -> dict:
-    """Run every (variant, seed) not finished yet; returns {run name: CPU seconds} of the runs made now."""
-    from rewind.run.experiment import finished, resolve, run_or_resume
-    from rewind.config import parse_set
-
-    cpu = {}
-    for seed in args.seeds:
-        for variant in VARIANTS:
-            d = run_dir(args.out, variant, args.env, seed)
-            if finished(d):
-                print(f"done already: {d.name}", flush=True)
-                continue
-            sets = REDUCED + variant_settings(variant, args.factor, args.grow_at) + args.set
-            exp = resolve(args.agent, args.env, None, parse_set(sets), args.steps, seed)
-            print(f"running {d.name} for {exp.run.steps} steps", flush=True)
-            t0 = time.process_time()
-            run_or_resume(exp, d, progress=args.progress)
-            cpu[d.name] = time.process_time() - t0
-            print(f"  {cpu[d.name]:.0f} CPU s", flush=True)
-    return cpu
-
-
-def _params(d: Path) -> int | None:
-    """Q-network parameter count at the end of a run (from its checkpoint, grown or not); None without one."""
-    from rewind.run.checkpoint import load_checkpoint
-
-    if not (d / "checkpoint.pt").exists():   # checkpoints are not committed; results.json keeps the counts
-        return None
-    q = load_checkpoint(d / "checkpoint.pt")["agent"]["q"]
-    return int(sum(v.numel() for v in q.values()))
+def write_growth_report(out: str | Path, reps: int = 2000, plot: bool = True) -> str:
+    out = Path(out)
+    r = growth_summary(out, reps)
+    rows = []
+    for v, d in r["variants"].items():
+        (am, ah), (fm, fh) = d["after_growth_mean_ci95"], d["final_mean_ci95"]
+        rows.append(f"| {v} | {len(d['seeds'])} | {d['before_growth_mean']:.2f} | {am:.2f} +- {ah:.2f} | "
+                    f"{fm:.2f} +- {fh:.2f} |")
+    same = sum(c["same"] for c in r["check_at_growth"])
+    lines = [f"# Net2Net growth: {r['env']}, widened x{r['widen']:g} at step {r['grow_at']:,}", "",
+             "Eval returns from the result files of the net2net_grow suite; mean +- half-width of the 95% "
+             "t interval over seeds.", "",
+             "| variant | seeds | mean eval return up to the growth step | mean eval return after it | "
+             "final eval return |", "|---|---|---|---|---|", *rows, "",
+             f"Check: at the growth step (evaluated just after growing) grown and narrow runs of the same seed "
+             f"score the same in {same}/{len(r['check_at_growth'])} seeds.", ""]
+    lines += [f"P({k}) on the mean eval return after the growth step: {e:.2f} [95% CI {lo:.2f}, {hi:.2f}] "
+              "(0.5 = no difference)" for k, (e, lo, hi) in r["poi_after_growth"].items()]
+    if r["missing"] or r["failed"]:
+        lines += ["", "Not finished: " + ", ".join(m["run_id"] for m in r["missing"] + r["failed"])]
+    if plot:
+        _plot(out / "growth.png", r)
+        lines += ["", "![growth](growth.png)"]
+    text = "\n".join(lines) + "\n"
+    atomic_write_json(out / "growth.json", r)
+    atomic_write_text(out / "growth.md", text)
+    return text
 
 
-def report(args, argv, cpu_now: dict) -> str:
+def _plot(path: Path, r: dict) -> None:
     matplotlib = require("matplotlib", "bench", "plotting")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rewind.bench.stats import poi_with_ci
+    from rewind.bench.curves import plot_mean_band
 
-    old = json.loads((args.out / "results.json").read_text()) if (args.out / "results.json").exists() else {}
-    cpu = {**old.get("cpu_s", {}), **cpu_now}
-    curves = load_curves(args.out)
-    runs = {v: curves.get((v, args.env), {}) for v in VARIANTS}   # {variant: {seed: (steps, returns)}}
-    if not any(runs.values()):
-        raise SystemExit(f"no finished runs under {args.out}/runs")
-    n = min(len(s) for rs in runs.values() for s, _ in rs.values())
-    steps = stacked(next(rs for rs in runs.values() if rs))[0][:n]
-    after = steps > args.grow_at
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    rows, per_seed, post = [], {}, {}
-    for v, rs in runs.items():
-        if not rs:
-            continue
-        seeds = sorted(rs)
-        m = stacked(rs)[1][:, :n]
-        plot_mean_band(ax, steps, m, v)
-        post[v] = m[:, after].mean(1)
-        names = [run_dir(args.out, v, args.env, s).name for s in seeds]
-        params = sorted({_params(run_dir(args.out, v, args.env, s)) for s in seeds} - {None})
-        params = params or old.get("variants", {}).get(v, {}).get("final_params", [])
-        cpus = [cpu[nm] for nm in names if nm in cpu]
-        per_seed[v] = {"seeds": seeds, "steps": steps.tolist(), "eval_return": m.tolist(), "final_params": params,
-                       "cpu_s": cpus}
-        cpu_cell = f"{np.mean(cpus):.0f}" if cpus else "-"
-        rows.append(f"| {v} | {len(rs)} | {', '.join(map(str, params))} | {m[:, steps <= args.grow_at].mean():.2f} | "
-                    f"{post[v].mean():.2f} +- {post[v].std():.2f} | {m[:, -1].mean():.2f} +- {m[:, -1].std():.2f} | "
-                    f"{cpu_cell} |")
-    ax.axvline(args.grow_at, color="gray", ls="--", lw=1, label=f"growth x{args.factor:g} (grown)")
+    for v, d in r["variants"].items():
+        plot_mean_band(ax, np.array(d["steps"]), np.array(d["eval_return"]), v)
+    ax.axvline(r["grow_at"], color="gray", ls="--", lw=1, label=f"growth x{r['widen']:g} (grown)")
     ax.set_xlabel("env steps")
-    ax.set_ylabel("evaluation return (10 episodes, eps 0)")
-    ax.set_title(f"Net2WiderNet mid-training: {args.agent} on {args.env}")
+    ax.set_ylabel("evaluation return")
+    ax.set_title(f"Net2WiderNet mid-training on {r['env']}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(args.out / "curves.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    # same seed = same trajectory until the growth step, whose evaluation runs right after the growth:
-    # it equals the narrow run's evaluation only if the grown Q-network acts as the narrow one
-    at = int(np.searchsorted(steps, args.grow_at))
-    common = sorted(set(runs["grown"]) & set(runs["narrow"]))
-    pairs = [(runs["grown"][s][1][at], runs["narrow"][s][1][at]) for s in common] if at < n else []
-    same = (f"Check: at the growth step (evaluated just after growing) grown and narrow runs of the same seed "
-            f"score the same in {sum(a == b for a, b in pairs)}/{len(pairs)} seeds.")
-    poi = {}
-    for other in ("wide", "narrow"):
-        if "grown" in post and other in post:
-            est, lo, hi = poi_with_ci({"t": post["grown"]}, {"t": post[other]}, reps=2000, seed=0)
-            poi[f"grown>{other}"] = [est, lo, hi]
-    table = "\n".join([
-        "| variant | seeds | Q-network params at the end | mean eval return up to the growth step | "
-        "mean eval return after it (mean +- sd over seeds) | final eval return | CPU s per run |",
-        "|---|---|---|---|---|---|---|", *rows])
-    body = (f"{args.agent} on {args.env}, {args.steps} steps, growth (Net2WiderNet x{args.factor:g}, "
-            f"noise 0) at step {args.grow_at}; reduced protocol: {', '.join(REDUCED + args.set)}.\n"
-            "narrow: width 1 throughout; grown: width 1 widened at the growth step; wide: width "
-            f"{args.factor:g} from scratch. Evaluation epsilon 0 (preset).\n\n"
-            f"{table}\n\n{same}\n\n"
-            + "".join(f"P({k.replace('>', ' > ')}) on the mean eval return after the growth step: {e:.2f} "
-                      f"[95% CI {lo:.2f}, {hi:.2f}] (0.5 = no difference)\n\n" for k, (e, lo, hi) in poi.items())
-            + "![curves](curves.png)")
-    write_result(args.out / "table.md", "Net2Net: widened mid-training vs trained wide from scratch",
-                 "rewind.bench.studies.net2net_grow", argv, body)
-    atomic_write_json(args.out / "results.json", {"env": args.env, "agent": args.agent, "steps": args.steps,
-                                                  "grow_at": args.grow_at, "factor": args.factor,
-                                                  "settings": REDUCED + args.set, "variants": per_seed,
-                                                  "poi_after_growth": poi, "check_at_growth": same,
-                                                  "cpu_s": cpu})
-    return body
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--agent", default="dqn", help="dqn, ebu or ebu-adaptive (default: dqn)")
-    p.add_argument("--env", default="minatar-breakout", help="env id (default: minatar-breakout)")
-    p.add_argument("--seeds", default="0,1,2", type=lambda s: [int(x) for x in s.split(",")],
-                   help="comma-separated seeds (default: 0,1,2)")
-    p.add_argument("--steps", type=int, default=20_000, help="env steps per run (default: 20000)")
-    p.add_argument("--grow-at", type=int, default=None, help="growth step of the grown variant (default: steps/2)")
-    p.add_argument("--factor", type=float, default=2.0, help="widening factor = width of the wide variant (default: 2)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config override (all runs)")
-    p.add_argument("--out", type=Path, default=Path("bench/results/net2net"), help="results folder")
-    p.add_argument("--plot-only", action="store_true", help="only tabulate and plot the finished runs")
-    p.add_argument("--progress", action="store_true", help="show a progress bar per run")
+    p = argparse.ArgumentParser(prog="python -m rewind.bench.studies.net2net_grow", description=__doc__.splitlines()[0],
+                                epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dir", help="results folder of `rewind bench run net2net_grow`")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap replicates (default 2000)")
+    p.add_argument("--no-plot", action="store_true")
     args = p.parse_args(argv)
-    args.grow_at = args.grow_at if args.grow_at is not None else args.steps // 2
-    cpu = {} if args.plot_only else run_all(args)
-    print(report(args, argv, cpu))
-    return 0
+    return exit_code(lambda: print(write_growth_report(args.dir, args.reps, not args.no_plot)) or 0)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

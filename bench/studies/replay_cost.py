@@ -1,5 +1,7 @@
 """Memory and sampling cost of rewind's replay at Atari scale (1M transitions of 84x84 frames).
 
+Not a suite: replay memory per transition and time per sampled update; nothing is trained.
+
 Reports bytes per stored transition (goal: 1M transitions in at most 7.5 GB), then, with a
 full 1M buffer of synthetic one-life episodes, the cost per update of
   - DQN: sample 32 uniform indexes and gather s, s' (4-frame stacks rebuilt by index);
