@@ -9,13 +9,17 @@ TensorBoard events) can live elsewhere (`--workdir`) and need not survive: a lat
 result files committed to git alone.
 
 Staleness: a result names the commit it ran at and the rewind source files its process had
-loaded (`code_files`); `stale_files(result)` lists those that changed between that commit and
-HEAD (git diff), and the report marks such results "stale" instead of silently mixing code
-versions. Results without `code_files` are checked against every learning-code folder.
+loaded (`code_files`); `stale_files(result)` lists the learning code among them (not the harness,
+the CLI or the studies, which do not change what a run computes) that changed between that commit
+and HEAD, and the report marks such results "stale" instead of silently mixing code versions.
+A Python file whose code is equal once parsed (only comments, docstrings or layout changed) does
+not count. Stale means "the code changed", not "the number changed": rerun to find out. Results
+without `code_files` are checked against every learning-code folder.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import platform
@@ -27,7 +31,7 @@ from pathlib import Path
 from rewind.files import atomic_write_json
 
 # The code a learning run depends on: a change under any of these can change its numbers.
-CODE_PATHS = ("agents", "buffers", "envs", "run", "config.py", "configs")
+CODE_PATHS = ("agents", "buffers", "envs", "run", "controllers", "transfer", "config.py", "files.py", "configs")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -133,8 +137,40 @@ def stale_files(result: dict, paths: tuple[str, ...] | None = None) -> list[str]
     commit = result.get("commit")
     if not commit:
         return None
-    paths = tuple(paths or result.get("code_files") or CODE_PATHS)
+    loaded = paths or result.get("code_files")
+    paths = tuple(p for p in loaded if _is_learning_code(p)) if loaded else CODE_PATHS
+    if not paths:
+        return []
     changed = _git("diff", "--name-only", commit, "HEAD", "--", *paths)
     if changed is None:
         return None
-    return [line for line in changed.splitlines() if line]
+    return [f for f in changed.splitlines() if f and not _same_code(commit, f)]
+
+
+def _is_learning_code(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in CODE_PATHS)
+
+
+def _same_code(commit: str, path: str) -> bool:
+    """Whether Python file `path` parses to the same code at `commit` and at HEAD (docstrings aside)."""
+    if not path.endswith(".py"):
+        return False
+    old, new = _git("show", f"{commit}:{path}"), _git("show", f"HEAD:{path}")
+    if old is None or new is None:
+        return False
+    try:
+        return _code_only(old) == _code_only(new)
+    except SyntaxError:
+        return False
+
+
+def _code_only(source: str) -> str:
+    """The parsed code without docstrings; ast.dump leaves out comments, line numbers and layout."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)

@@ -76,6 +76,19 @@ def test_a_result_from_a_commit_with_other_learning_code_is_reported_stale(tmp_p
     assert "bench/store.py" in store.loaded_code_files()
 
 
+def test_only_learning_code_whose_parsed_code_changed_makes_a_result_stale():
+    before = 'def f(x):\n    """Doc."""\n    return x + 1  # note\n'
+    reworded = 'def f(x):\n    """Other words."""\n\n    return (x\n            + 1)\n'
+    changed = 'def f(x):\n    """Doc."""\n    return x + 2\n'
+    assert store._code_only(before) == store._code_only(reworded)
+    assert store._code_only(before) != store._code_only(changed)
+    assert store._is_learning_code("agents/dqn.py") and store._is_learning_code("configs/ebu_atari.yaml")
+    assert not store._is_learning_code("bench/report.py") and not store._is_learning_code("cli/train.py")
+    root = store._git("rev-list", "--max-parents=0", "HEAD")
+    if root and store.stale_files({"commit": root.split()[0]}) is not None:   # the harness never counts
+        assert store.stale_files({"commit": root.split()[0], "code_files": ["bench/report.py"]}) == []
+
+
 def test_report_puts_published_atari100k_scores_beside_ours(tmp_path):
     from rewind.bench.runner import prepare_out
     from rewind.bench.scores import atari_table
