@@ -286,3 +286,32 @@ def test_recipe_keys_reach_the_retraining_of_a_derived_architecture(tmp_path, mo
     assert q.sum(1) == pytest.approx(torch.ones(len(q)))
     assert q.min() >= 0.1 / 9 - 1e-6 and q.max() <= 0.9 + 1e-6     # smoothed: no 0 and no 1
     assert not torch.isclose(q, torch.tensor(0.9)).any(1).all()     # and mixed: not every row is one smoothed label
+
+
+# ------------------------------------------------------------------ the memory meter of the local-loss cost study
+def test_saved_activation_peak_grows_with_depth_under_backprop_but_not_with_local_losses():
+    """bench/studies/training_methods.py: SavedActivationPeak counts what autograd keeps for
+    backward; a layer-local loss frees each layer's graph before the next, backprop keeps all."""
+    from rewind.bench.studies.training_methods import SavedActivationPeak
+
+    torch.manual_seed(0)
+    x = torch.randn(16, 32)
+
+    def peak(depth: int, local: bool) -> tuple[int, int]:
+        layers = [torch.nn.Linear(32, 32) for _ in range(depth)]
+        meter = SavedActivationPeak([p for m in layers for p in m.parameters()])
+        with meter.hooks():
+            h = x
+            for layer in layers:
+                h = torch.relu(layer(h.detach() if local else h))
+                if local:
+                    h.pow(2).mean().backward()
+            if not local:
+                h.pow(2).mean().backward()
+        return meter.peak, meter.live
+
+    act = 16 * 32 * 4                                                  # bytes of one activation
+    (b2, live_b), (b6, _), (l2, live_l), (l6, _) = peak(2, False), peak(6, False), peak(2, True), peak(6, True)
+    assert live_b == live_l == 0                                       # everything released after backward
+    assert b6 - b2 >= 4 * act                                          # each extra layer keeps >= 1 activation
+    assert l6 == l2 and l6 < b6                                        # local: one layer's graph at a time
