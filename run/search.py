@@ -25,6 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rewind.agents.base import Agent
+from rewind.agents.recipes import (decay_groups, mixup, mixup_lambda, scheduled_lr, set_lr, smooth_labels,
+                                   soft_cross_entropy)
 from rewind.files import atomic_write_json, atomic_write_text
 from rewind.run.checkpoint import load_checkpoint, save_checkpoint
 from rewind.files import remove_stale_tmp
@@ -49,6 +51,11 @@ class SearchConfig:
     retrain_weight_decay: float = 1e-4
     retrain_grad_clip: float = 5.0
     retrain_channels: int = 0       # CNN spaces: channels of the retrained net (0 = as searched)
+    # training recipe of the retraining (He et al. 2019, agents/recipes.py; docs/training_methods.md):
+    retrain_warmup_epochs: int = 0  # linear lr warmup over this many epochs, then the cosine over the rest
+    retrain_no_bias_decay: bool = False   # no weight decay on biases and other 1-d parameters
+    retrain_label_smoothing: float = 0.0  # eps: 1 - eps on the label, eps / (K - 1) elsewhere
+    retrain_mixup_alpha: float = 0.0      # mixup, lam ~ Beta(alpha, alpha) per batch (images only)
     log_arch_every: int = 0         # rewards between sampled-architecture TensorBoard texts (0 = per phase)
 
     def validate(self):
@@ -56,6 +63,24 @@ class SearchConfig:
             raise RewindError("search.derive_samples must be >= 1")
         if self.retrain_epochs < 0 or self.retrain_batch < 1 or self.retrain_lr <= 0:
             raise RewindError("search.retrain_epochs >= 0, search.retrain_batch >= 1 and search.retrain_lr > 0")
+        if not 0 <= self.retrain_warmup_epochs <= self.retrain_epochs:
+            raise RewindError(f"search.retrain_warmup_epochs must be in [0, search.retrain_epochs="
+                              f"{self.retrain_epochs}], got {self.retrain_warmup_epochs}")
+        if not 0 <= self.retrain_label_smoothing < 1:
+            raise RewindError(f"search.retrain_label_smoothing must be in [0, 1), got {self.retrain_label_smoothing}")
+        if self.retrain_mixup_alpha < 0:
+            raise RewindError(f"search.retrain_mixup_alpha must be >= 0, got {self.retrain_mixup_alpha}")
+
+
+def retrain_lr(step: int, cfg: SearchConfig, steps: int) -> float:
+    """The lr of retraining batch `step` (0-based) of `steps`: linear warmup over the first
+    retrain_warmup_epochs (as a fraction of `steps`), then cosine from retrain_lr to retrain_lr_min
+    over the remaining batches (without warmup: torch's CosineAnnealingLR, T = steps)."""
+    warm = round(steps * cfg.retrain_warmup_epochs / cfg.retrain_epochs) if cfg.retrain_epochs else 0
+    if step < warm:
+        return scheduled_lr(step, cfg.retrain_lr, warm)
+    return cfg.retrain_lr_min + scheduled_lr(step - warm, cfg.retrain_lr - cfg.retrain_lr_min, 0, "cosine",
+                                             max(steps - warm, 1))
 
 
 class RandomSearchAgent(Agent):
@@ -125,24 +150,37 @@ def retrain(space: SearchSpace, arch, data, cfg: SearchConfig, seed: int, device
     text = isinstance(data, TextData)
     batches = Batches(data, "train", cfg.retrain_batch, bptt, seed, device)
     steps = cfg.retrain_epochs * len(batches)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.retrain_lr, momentum=0.9, nesterov=True,
-                          weight_decay=cfg.retrain_weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=cfg.retrain_lr_min)
+    if text and cfg.retrain_mixup_alpha > 0:
+        raise RewindError("search.retrain_mixup_alpha applies to image data only (token ids cannot be mixed)")
+    opt = torch.optim.SGD(decay_groups(model.named_parameters(), cfg.retrain_weight_decay, cfg.retrain_no_bias_decay),
+                          lr=cfg.retrain_lr, momentum=0.9, nesterov=True)
+    soft = cfg.retrain_label_smoothing > 0 or cfg.retrain_mixup_alpha > 0
+    n_classes = len(data.vocab) if text else data.n_classes
+    rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     model.train()
     it = range(steps)
     if progress:
         from tqdm import tqdm
         it = tqdm(it, desc="retrain", unit="batch", dynamic_ncols=True)
-    for _ in it:
+    for step in it:
+        set_lr(opt, retrain_lr(step, cfg, steps))
         x, y = batches.next()
-        out = model(x)
-        loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+        if soft:   # the recipe's targets: smoothed one-hot (He et al. eq. 3), mixed with a shuffled batch
+            q = smooth_labels(y.reshape(-1).cpu(), n_classes, cfg.retrain_label_smoothing).to(x.device)
+            q = q.reshape(*y.shape, n_classes)
+            if cfg.retrain_mixup_alpha > 0:
+                perm = torch.randperm(len(x), generator=gen).to(x.device)
+                x, q = mixup(x, q, mixup_lambda(cfg.retrain_mixup_alpha, rng), perm)
+            out = model(x)
+            loss = soft_cross_entropy(out.reshape(-1, out.shape[-1]), q.reshape(-1, q.shape[-1])).mean()
+        else:
+            out = model(x)
+            loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), cfg.retrain_grad_clip)
         opt.step()
-        sched.step()
     valid = evaluate_split(model, data, "valid", bptt=bptt)
     test = evaluate_split(model, data, "test", bptt=bptt)
     key = "perplexity" if text else "accuracy"

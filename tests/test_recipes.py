@@ -216,3 +216,102 @@ def test_dqn_and_ebu_step_at_the_scheduled_lr(name):
         assert lrs == pytest.approx([scheduled_lr(step, 1e-3, 3, "cosine", 10)] * len(lrs))
     with pytest.raises(RewindError, match="lr_decay_steps"):
         agent.Config(lr_decay_steps=5).validate()
+
+
+# ------------------------------------------------------------------ ENAS retraining (run/search.py retrain)
+def test_retrain_lr_is_warmup_then_cosine_to_lr_min():
+    from rewind.run.search import SearchConfig, retrain_lr
+
+    cfg = SearchConfig(retrain_epochs=10, retrain_warmup_epochs=2, retrain_lr=0.1, retrain_lr_min=0.01)
+    steps = 100                                    # 10 batches per epoch: 20 warmup batches
+    assert [retrain_lr(i, cfg, steps) for i in (0, 9, 19)] == pytest.approx([0.1 / 20, 0.1 / 2, 0.1])
+    assert retrain_lr(20 + 40, cfg, steps) == pytest.approx(0.01 + 0.5 * (1 + math.cos(math.pi * 40 / 80)) * 0.09)
+    # without warmup: torch's CosineAnnealingLR, the schedule the retraining had before the recipe
+    plain = SearchConfig(retrain_epochs=10, retrain_lr=0.1, retrain_lr_min=0.01)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=0.01)
+    for i in range(steps):
+        assert retrain_lr(i, plain, steps) == pytest.approx(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    with pytest.raises(RewindError, match="retrain_warmup_epochs"):
+        SearchConfig(retrain_epochs=3, retrain_warmup_epochs=4).validate()
+    with pytest.raises(RewindError, match="retrain_label_smoothing"):
+        SearchConfig(retrain_label_smoothing=1.0).validate()
+
+
+def test_recipe_keys_reach_the_retraining_of_a_derived_architecture(tmp_path, monkeypatch):
+    """`rewind search --arch A --set search.retrain_*`: each batch steps at the scheduled lr, biases
+    are not decayed, and the loss targets are smoothed and mixed."""
+    import json
+
+    import rewind.run.search as search
+    from rewind.cli.search import main as search_main
+    from rewind.controllers.search_spaces import make_space
+
+    space = make_space("mlp", layers=2, widths=(8, 16, 32, 64))
+    (tmp_path / "arch.json").write_text(json.dumps(space.to_json(space.random(np.random.default_rng(0)))))
+    seen = {"lr": [], "groups": None, "targets": []}
+
+    class RecordingSGD(torch.optim.SGD):
+        def step(self, closure=None):
+            seen["lr"].append(self.param_groups[0]["lr"])
+            seen["groups"] = [(len(g["params"]), g["weight_decay"]) for g in self.param_groups]
+            return super().step(closure)
+
+    def recording_ce(logits, q):
+        seen["targets"].append(q.detach().clone())
+        return soft_cross_entropy(logits, q)
+
+    monkeypatch.setattr(search.torch.optim, "SGD", RecordingSGD)
+    monkeypatch.setattr(search, "soft_cross_entropy", recording_ce)
+    argv = ["search", "--space", "mlp", "--data", "digits", "--arch", str(tmp_path / "arch.json"),
+            "--set", "space.layers=2", "--set", "space.widths=[8,16,32,64]", "--retrain-epochs", "2",
+            "--set", "search.retrain_batch=256", "--set", "search.retrain_warmup_epochs=1",
+            "--set", "search.retrain_no_bias_decay=true", "--set", "search.retrain_label_smoothing=0.1",
+            "--set", "search.retrain_mixup_alpha=0.2", "--no-progress"]
+    assert search_main(argv) == 0
+    cfg = search.SearchConfig(retrain_epochs=2, retrain_warmup_epochs=1)
+    n = len(seen["lr"])
+    assert n >= 4 and seen["lr"] == pytest.approx([search.retrain_lr(i, cfg, n) for i in range(n)])
+    assert seen["lr"][0] < seen["lr"][n // 2 - 1]                   # warming up
+    (n_decay, wd), (n_free, wd0) = seen["groups"]                   # weights decayed, biases not
+    from rewind.envs.nas_data import load_digits_data
+    model = space.build(space.encode(json.loads((tmp_path / "arch.json").read_text())["arch"]),
+                        **load_digits_data().model_kwargs())
+    one_d = sum(p.ndim <= 1 for p in model.parameters())
+    assert one_d > 0 and (n_decay, n_free) == (len(list(model.parameters())) - one_d, one_d)
+    assert wd == cfg.retrain_weight_decay and wd0 == 0.0
+    q = torch.cat(seen["targets"])
+    assert q.sum(1) == pytest.approx(torch.ones(len(q)))
+    assert q.min() >= 0.1 / 9 - 1e-6 and q.max() <= 0.9 + 1e-6     # smoothed: no 0 and no 1
+    assert not torch.isclose(q, torch.tensor(0.9)).any(1).all()     # and mixed: not every row is one smoothed label
+
+
+# ------------------------------------------------------------------ the memory meter of the local-loss cost study
+def test_saved_activation_peak_grows_with_depth_under_backprop_but_not_with_local_losses():
+    """bench/studies/training_methods.py: SavedActivationPeak counts what autograd keeps for
+    backward; a layer-local loss frees each layer's graph before the next, backprop keeps all."""
+    from rewind.bench.studies.training_methods import SavedActivationPeak
+
+    torch.manual_seed(0)
+    x = torch.randn(16, 32)
+
+    def peak(depth: int, local: bool) -> tuple[int, int]:
+        layers = [torch.nn.Linear(32, 32) for _ in range(depth)]
+        meter = SavedActivationPeak([p for m in layers for p in m.parameters()])
+        with meter.hooks():
+            h = x
+            for layer in layers:
+                h = torch.relu(layer(h.detach() if local else h))
+                if local:
+                    h.pow(2).mean().backward()
+            if not local:
+                h.pow(2).mean().backward()
+        return meter.peak, meter.live
+
+    act = 16 * 32 * 4                                                  # bytes of one activation
+    (b2, live_b), (b6, _), (l2, live_l), (l6, _) = peak(2, False), peak(6, False), peak(2, True), peak(6, True)
+    assert live_b == live_l == 0                                       # everything released after backward
+    assert b6 - b2 >= 4 * act                                          # each extra layer keeps >= 1 activation
+    assert l6 == l2 and l6 < b6                                        # local: one layer's graph at a time
