@@ -33,7 +33,7 @@ from rewind.run.runlog import RunLogger
 from rewind.controllers.enas_controller import ENASController, ENASControllerConfig
 from rewind.controllers.search_spaces import SearchSpace
 from rewind.envs.nas import Batches, NASEnv, NASEnvConfig, evaluate_split
-from rewind.envs.nas_data import TextData
+from rewind.envs.nas_data import QValueData, TextData
 from rewind.errors import RewindError, require
 
 STRATEGIES = ("enas", "random")
@@ -123,6 +123,7 @@ def retrain(space: SearchSpace, arch, data, cfg: SearchConfig, seed: int, device
         kwargs["channels"] = cfg.retrain_channels
     model = space.build(arch, **kwargs).to(device)
     text = isinstance(data, TextData)
+    qvalues = isinstance(data, QValueData)
     batches = Batches(data, "train", cfg.retrain_batch, bptt, seed, device)
     steps = cfg.retrain_epochs * len(batches)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.retrain_lr, momentum=0.9, nesterov=True,
@@ -137,7 +138,10 @@ def retrain(space: SearchSpace, arch, data, cfg: SearchConfig, seed: int, device
     for _ in it:
         x, y = batches.next()
         out = model(x)
-        loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+        if qvalues:   # the Q-value task fits the teacher's Q-values, as the shared weights do
+            loss = F.mse_loss(out, y)
+        else:
+            loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), cfg.retrain_grad_clip)
@@ -145,9 +149,9 @@ def retrain(space: SearchSpace, arch, data, cfg: SearchConfig, seed: int, device
         sched.step()
     valid = evaluate_split(model, data, "valid", bptt=bptt)
     test = evaluate_split(model, data, "test", bptt=bptt)
-    key = "perplexity" if text else "accuracy"
-    return {f"valid_{key}": valid[key], f"test_{key}": test[key], "retrain_seconds": time.perf_counter() - t0,
-            "params": sum(p.numel() for p in model.parameters())}
+    keys = ("r2", "agreement") if qvalues else ("perplexity",) if text else ("accuracy",)
+    out = {f"{split}_{k}": res[k] for k in keys for split, res in (("valid", valid), ("test", test))}
+    return {**out, "retrain_seconds": time.perf_counter() - t0, "params": sum(p.numel() for p in model.parameters())}
 
 
 def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: ENASControllerConfig | None = None,
@@ -259,6 +263,7 @@ def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: E
               "search_seconds": search_seconds,
               "derive_seconds": derive_seconds, "derive_best_score": der["score"],
               "derive_mean_score": float(der["scores"].mean()), "arch": space.to_json(arch),
+              **({"arch_string": space.arch_string(arch)} if hasattr(space, "arch_string") else {}),
               "history": [{k: h[k] for k in ("phase", "shared_steps", "mean_reward", "controller_entropy") if k in h}
                           for h in history]}
     if isinstance(agent, ENASController):
@@ -307,10 +312,11 @@ def shared_vs_standalone(env: NASEnv, space: SearchSpace, data, n: int, search_c
     and the stand-alone (retrained from scratch) test accuracy of n uniform architectures."""
     rng = np.random.default_rng(seed + 999)
     archs = list(archs) if archs is not None else [space.random(rng) for _ in range(n)]
-    shared = [evaluate_split(env.model, data, "valid", a, bptt=env.cfg.bptt)["score"] for a in archs]
+    shared = [evaluate_split(env.model, data, "valid", a, bptt=env.cfg.bptt, q_score="r2")["score"] for a in archs]
     alone = []
     for i, a in enumerate(archs):
         r = retrain(space, a, data, search_cfg, seed + i, env.device, env.cfg.bptt)
-        alone.append(r["test_accuracy"] if "test_accuracy" in r else -r["test_perplexity"])   # higher is better
+        alone.append(r["test_accuracy"] if "test_accuracy" in r else r["test_r2"] if "test_r2" in r
+                     else -r["test_perplexity"])   # higher is better
     return {**kendall_tau_ci(shared, alone, seed=seed), "shared": shared, "standalone": alone,
             "archs": [space.to_json(a)["arch"] for a in archs]}
