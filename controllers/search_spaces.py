@@ -471,13 +471,15 @@ class QNetSpace(SearchSpace):
 
     def encode(self, arch):
         if not isinstance(arch, dict) or not {"layers", "pool", "activation"} <= set(arch):
-            raise RewindError("qnet arch must be a mapping with keys layers, pool, activation (hidden, string: derived)")
+            raise RewindError("qnet arch must be a mapping with keys layers, pool, activation "
+                              "(hidden and string are derived)")
         flat = []
         for i, layer in enumerate(_as_list(arch["layers"], self.layers, "qnet arch layers (one entry per layer)")):
             layer = _as_dict(layer, ("op", "channels"), f"qnet layer {i}")
             flat += [_name(QNET_OPS, layer["op"], f"qnet layer {i} op"),
                      _name(self.channels, layer["channels"], f"qnet layer {i} channels")]
-        flat += [_name(QNET_POOLS, arch["pool"], "qnet pool"), _name(QNET_ACTIVATIONS, arch["activation"], "qnet activation")]
+        flat += [_name(QNET_POOLS, arch["pool"], "qnet pool"),
+                 _name(QNET_ACTIVATIONS, arch["activation"], "qnet activation")]
         return np.array(flat, dtype=np.int64)
 
     def graph(self, flat):

@@ -18,8 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rewind.agents.networks import SearchedQNet, qnet_activation, qnet_spatial
-from rewind.controllers.nas_ops import (MACRO_OPS, MICRO_OPS, MLP_ACTIVATIONS, RNN_ACTIVATIONS, FactorizedReduce,
-                                        activation, bn, make_cnn_op)
+from rewind.controllers.nas_ops import (MACRO_OPS, MICRO_OPS, MLP_ACTIVATIONS, QNET_OPS, RNN_ACTIVATIONS,
+                                        FactorizedReduce, activation, bn, make_cnn_op)
 from rewind.errors import RewindError
 
 
@@ -283,7 +283,7 @@ class QNetNet(ChildNet):
         """One architecture per (conv ops, pool) pattern, max channels: enough to list the dense shapes."""
         import itertools
         sp = self.space
-        for ops in itertools.product(range(3), repeat=sp.layers):
+        for ops in itertools.product(range(len(QNET_OPS)), repeat=sp.layers):
             for pool in (0, 1):
                 yield [v for op in ops for v in (op, len(sp.channels) - 1)] + [pool, 0]
 
@@ -295,10 +295,10 @@ class QNetNet(ChildNet):
     def forward(self, x, arch=None):
         if self.fixed is not None:
             return self.net(x)
-        convs, pool, hidden, act = self.space.split(self._arch(arch))
+        flat = self._arch(arch)
+        convs, pool, hidden, act = self.space.split(flat)
         h, c_in, i_conv = x.float(), self.space.in_channels, 0
-        layer_ops = [int(v) for v in self._arch(arch)[0:2 * self.space.layers:2]]
-        for i, op in enumerate(layer_ops):
+        for i, op in enumerate(int(v) for v in flat[0:2 * self.space.layers:2]):
             if op == 0:      # none
                 continue
             k, c = convs[i_conv]

@@ -124,7 +124,8 @@ def load_q_data(path: str | Path) -> QValueData:
     except RewindError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise RewindError(f"{what} is not a readable .npz ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})") from None
+        first = str(exc).splitlines()[0][:100] if str(exc) else ""
+        raise RewindError(f"{what} is not a readable .npz ({type(exc).__name__}: {first})") from None
     if obs.ndim != 4 or q.ndim != 2 or len(obs) != len(q) or len(q) < 30 or q.shape[1] < 1:
         raise RewindError(f"{what}: obs must be (N, C, H, W) and q (N, A) with the same N >= 30; got "
                           f"{obs.shape} and {q.shape}")

@@ -23,8 +23,8 @@ from rewind.run.qdata import collect_q_values, save_q_data
 SHAPE, ACTIONS = (4, 10, 10), 3     # MinAtar breakout
 
 
-def space():
-    return make_space("qnet", in_channels=SHAPE[0], side=SHAPE[1], n_actions=ACTIONS)
+def space(**params):
+    return make_space("qnet", in_channels=SHAPE[0], side=SHAPE[1], n_actions=ACTIONS, **params)
 
 
 def obs_batch(n=16, seed=0):
@@ -39,7 +39,8 @@ def test_supernet_path_equals_the_dqn_network_built_from_the_arch_string():
     x, rng = obs_batch(), np.random.default_rng(1)
     archs = [sp.random(rng) for _ in range(12)] + [np.array([1, 1, 0, 0, 0, 0])]   # ... and the preset
     for arch in archs:
-        agent = make_agent("dqn", env, {"network": "searched", "arch": sp.arch_string(arch)}, seed=3)
+        cfg = {"network": "searched", "arch": sp.arch_string(arch), "buffer_size": 100}
+        agent = make_agent("dqn", env, cfg, seed=3)
         before = agent.q(x)
         agent.q.load_state_dict(supernet.export(arch))
         assert not torch.allclose(before, agent.q(x))      # the agent's own init differs: the copy matters
@@ -92,10 +93,10 @@ class Constant(torch.nn.Module):
 @pytest.mark.parametrize("q_score", ["r2", "agreement"])
 def test_reward_is_higher_for_a_network_that_fits_the_teacher_than_for_a_constant(tmp_path, q_score):
     data = _teacher_data(tmp_path)
-    sp = space()
+    sp = space(channels=(4, 8), hidden_cap=64)     # small: fast
     arch = sp.encode({"layers": [{"op": "conv3x3", "channels": 8}, {"op": "none", "channels": 8}],
                       "pool": "none", "activation": "relu"})
-    cfg = NASEnvConfig(batch_size=64, eval_batch_size=40, controller_steps=1, child_steps=300, phases=1,
+    cfg = NASEnvConfig(batch_size=64, eval_batch_size=40, controller_steps=1, child_steps=200, phases=1,
                        lr_max=0.05, q_score=q_score)
     torch.manual_seed(0)
     env = NASEnv(data, sp.shared_model(**data.model_kwargs()), sp.action_space(), lambda n: [arch] * n, cfg)

@@ -7,7 +7,7 @@ Issue 15 ("Search over Q-networks"). Three steps, each a subcommand, run one at 
 2. the search itself is ``rewind search --space qnet --data FILE.npz`` (preset enas_qnet).
 3. ``train``: DQN online from scratch with the preset network (``agent.network=minatar``) and with
    the derived one (``agent.network=searched agent.arch=...``), same settings and steps, N seeds,
-   one ``rewind train`` at a time; ``report``: final greedy-eval return per arm with 95% t-intervals,
+   (and, as a third arm, random search's derived network), one ``rewind train`` at a time; ``report``: final greedy-eval return per arm with 95% t-intervals,
    parameters and MACs of both networks -> ``bench/results/enas/qnet/results.json`` and ``returns.png``.
 
     python -m rewind.bench.studies.enas_qnet collect --teacher RUN/checkpoint.pt --out breakout_q.npz
@@ -32,6 +32,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "results" / "enas" / "qnet"
 # the preset's 100k-step epsilon decay, so epsilon reaches 0.1 at 20k; one greedy evaluation at
 # the end (30 episodes); no replay in the checkpoint.
 TRAIN_SETS = ("agent.eps_decay_steps=20000", "run.eval_episodes=30", "run.save_buffer=false")
+ARMS = ("preset", "derived", "random")   # preset network, ENAS-derived, random-search-derived
 
 
 def cmd_collect(args) -> int:
@@ -52,13 +53,15 @@ def run_dir(runs: Path, env: str, arm: str, seed: int) -> Path:
 
 
 def cmd_train(args) -> int:
-    arms = {"preset": ["agent.network=minatar"], "derived": ["agent.network=searched", f"agent.arch={args.arch}"]}
+    searched = ["agent.network=searched", f"agent.arch={args.arch}"]
+    arms = {"preset": ["agent.network=minatar"], "derived": searched, "random": searched}
     for arm in args.arms:
         for seed in range(args.seeds):
             d = run_dir(Path(args.runs), args.env, arm, seed)
             if (d / "evaluations.json").exists() and json.loads((d / "evaluations.json").read_text()):
                 continue
-            cmd = [sys.executable, "-c", "import sys; from rewind.cli import main; sys.exit(main())", "train", "--config", "dqn_minatar", "--env", args.env,
+            cmd = [sys.executable, "-c", "import sys; from rewind.cli import main; sys.exit(main())",
+                   "train", "--config", "dqn_minatar", "--env", args.env,
                    "--steps", str(args.steps), "--seed", str(seed), "--logdir", str(d), "--no-progress",
                    "--set", f"run.eval_every={args.steps}", "--set", f"run.checkpoint_every={args.steps}"]
             for s in (*TRAIN_SETS, *arms[arm]):
@@ -84,7 +87,7 @@ def cmd_report(args) -> int:
     for game_dir in sorted(p for p in runs.iterdir() if p.is_dir()):
         game = game_dir.name
         per_arm = {}
-        for arm in ("preset", "derived"):
+        for arm in ARMS:
             seeds = sorted((game_dir / arm).glob("s*"))
             done = [s for s in seeds if (s / "evaluations.json").exists()]
             if not done:
@@ -134,17 +137,16 @@ def _plot(rows, curves, path):
     fig, axes = plt.subplots(2, len(games), figsize=(4.5 * len(games), 6.5), squeeze=False)
     for j, game in enumerate(games):
         ax = axes[0, j]
-        for i, arm in enumerate(("preset", "derived")):
+        for i, arm in enumerate(ARMS):
             r = next((r for r in rows if r["game"] == game and r["arm"] == arm), None)
             if r is None:
                 continue
             ax.scatter([i] * len(r["returns"]), r["returns"], color=f"C{i}", alpha=0.6)
             ax.errorbar([i + 0.15], [r["mean"]], yerr=[r["ci95"]], fmt="o", color="k", capsize=4)
-        ax.set_xticks([0, 1], [f"preset\n{_arch(rows, game, 'preset')}", f"derived\n{_arch(rows, game, 'derived')}"],
-                      fontsize=8)
+        ax.set_xticks(range(len(ARMS)), [f"{a}\n{_arch(rows, game, a)}" for a in ARMS], fontsize=7)
         ax.set(title=f"{game}: greedy eval return at the end", ylabel="return (30 episodes)")
         ax = axes[1, j]
-        for i, arm in enumerate(("preset", "derived")):
+        for i, arm in enumerate(ARMS):
             for k, c in enumerate(curves.get((game, arm), [])):
                 if len(c) > 50:
                     ma = np.convolve(c[:, 1], np.ones(50) / 50, mode="valid")
@@ -178,7 +180,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=30000)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--runs", required=True)
-    p.add_argument("--arms", nargs="+", default=["preset", "derived"], choices=["preset", "derived"])
+    p.add_argument("--arms", nargs="+", default=["preset", "derived"], choices=ARMS,
+                   help="derived: --arch is ENAS's; random: --arch is random search's")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("report", help="table and plot of finished runs")
     p.add_argument("--runs", required=True)
