@@ -5,13 +5,14 @@ Issue 15 ("Search over Q-networks"). Three steps, each a subcommand, run one at 
 1. ``collect``: play a trained DQN/EBU checkpoint epsilon-greedily and save its observations and
    Q-values of all actions as a .npz (arrays only) -- the search's fixed dataset.
 2. the search itself is ``rewind search --space qnet --data FILE.npz`` (preset enas_qnet).
-3. ``train``: DQN online from scratch with the preset network (``agent.network=minatar``) and with
-   the derived one (``agent.network=searched agent.arch=...``), same settings and steps, N seeds,
-   (and, as a third arm, random search's derived network), one ``rewind train`` at a time; ``report``: final greedy-eval return per arm with 95% t-intervals,
-   parameters and MACs of both networks -> ``bench/results/enas/qnet/results.json`` and ``returns.png``.
+3. ``train``: DQN online from scratch with the preset network (``agent.network=minatar``), the
+   ENAS-derived one (``derived``: ``agent.network=searched agent.arch=...``) and random search's
+   (``random``), same settings and steps, N seeds, one ``rewind train`` at a time; ``report``: final
+   greedy-eval return per arm with 95% t-intervals, parameters and MACs of each network ->
+   ``bench/results/enas/qnet/results.json`` and ``returns.png``.
 
     python -m rewind.bench.studies.enas_qnet collect --teacher RUN/checkpoint.pt --out breakout_q.npz
-    rewind search --space qnet --data breakout_q.npz --budget 1500 --seed 0 --logdir runs/qnet-breakout-enas
+    rewind search --space qnet --data breakout_q.npz --budget 2000 --seed 0 --logdir runs/qnet-breakout-enas
     python -m rewind.bench.studies.enas_qnet train --env minatar-breakout --arch c5x32-h111-relu \\
         --steps 30000 --seeds 3 --runs /tmp/qnet_runs
     python -m rewind.bench.studies.enas_qnet report --runs /tmp/qnet_runs --search breakout=runs/qnet-breakout-enas
