@@ -98,7 +98,7 @@ def cmd_report(args) -> int:
             rets = [final_return(s) for s in done]
             steps = json.loads((done[0] / "evaluations.json").read_text())[-1]["step"]
             per_arm[arm] = {"arch": arch, "returns": rets, "seeds": len(rets), "steps": steps}
-            curves[(game, arm)] = [np.loadtxt(s / "progress.csv", delimiter=",", skiprows=1, usecols=(0, 3),
+            curves[(game, arm)] = [np.loadtxt(s / "episodes.csv", delimiter=",", skiprows=1, usecols=(0, 1),
                                               ndmin=2) for s in done]
         if not per_arm:
             continue
@@ -110,6 +110,8 @@ def cmd_report(args) -> int:
             mean, half = t_interval(r["returns"])
             rows.append({"game": game, "arm": arm, **r, **qnet_cost(r["arch"], shape, n_actions),
                          "mean": mean, "ci95": half})
+    diffs = [_difference(rows, game, arm) for game in sorted({r["game"] for r in rows}) for arm in ARMS[1:]]
+    diffs = [d for d in diffs if d is not None]
     searches = {}
     for spec in args.search:
         game, _, folder = spec.partition("=")
@@ -119,15 +121,38 @@ def cmd_report(args) -> int:
             "test_agreement", "params", "search_seconds")})
     RESULTS.mkdir(parents=True, exist_ok=True)
     from rewind.files import atomic_write_json
-    atomic_write_json(RESULTS / "results.json", {"rows": rows, "searches": searches, "train_sets": TRAIN_SETS})
+    atomic_write_json(RESULTS / "results.json", {"rows": rows, "differences": diffs, "searches": searches,
+                                                 "train_sets": TRAIN_SETS})
     for r in rows:
         print(f"{r['game']:15s} {r['arm']:8s} {r['arch']:28s} params {r['params']:7d} MACs {r['macs']:7d} "
               f"return {r['mean']:.2f} +- {r['ci95']:.2f} (n={r['seeds']}, {r['steps']} steps) {r['returns']}")
-    _plot(rows, curves, RESULTS / "returns.png")
+    for d in diffs:
+        print(f"{d['game']:15s} {d['arm']} - preset: {d['diff']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] "
+              f"(Welch p {d['p_value']:.2f})")
+    chance = {g: float(v) for g, _, v in (x.partition("=") for x in args.random_return)}
+    _plot(rows, curves, RESULTS / "returns.png", chance)
     return 0
 
 
-def _plot(rows, curves, path):
+def _difference(rows, game, arm):
+    """Mean return of `arm` minus the preset's with a Welch 95% interval (seeds are independent runs)."""
+    from scipy import stats
+
+    a = next((r["returns"] for r in rows if r["game"] == game and r["arm"] == arm), None)
+    b = next((r["returns"] for r in rows if r["game"] == game and r["arm"] == "preset"), None)
+    if a is None or b is None or len(a) < 2 or len(b) < 2:
+        return None
+    a, b = np.asarray(a), np.asarray(b)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = np.sqrt(va + vb)
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if se > 0 else 1.0
+    half = float(stats.t.ppf(0.975, dof) * se)
+    diff = float(a.mean() - b.mean())
+    return {"game": game, "arm": arm, "diff": diff, "ci_low": diff - half, "ci_high": diff + half,
+            "p_value": float(stats.ttest_ind(a, b, equal_var=False).pvalue)}
+
+
+def _plot(rows, curves, path, chance):
     """Left: final greedy-eval return per seed and the mean with its 95% t-interval; right: training
     episode returns (moving average over 50 episodes) per seed."""
     import matplotlib
@@ -145,6 +170,9 @@ def _plot(rows, curves, path):
             ax.scatter([i] * len(r["returns"]), r["returns"], color=f"C{i}", alpha=0.6)
             ax.errorbar([i + 0.15], [r["mean"]], yerr=[r["ci95"]], fmt="o", color="k", capsize=4)
         ax.set_xticks(range(len(ARMS)), [f"{a}\n{_arch(rows, game, a)}" for a in ARMS], fontsize=7)
+        if game in chance:
+            ax.axhline(chance[game], color="grey", ls="--", lw=0.8, label="uniform random policy")
+            ax.legend(fontsize=8)
         ax.set(title=f"{game}: greedy eval return at the end", ylabel="return (30 episodes)")
         ax = axes[1, j]
         for i, arm in enumerate(ARMS):
@@ -187,6 +215,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("report", help="table and plot of finished runs")
     p.add_argument("--runs", required=True)
     p.add_argument("--search", action="append", default=[], metavar="GAME=SEARCH_LOGDIR")
+    p.add_argument("--random-return", action="append", default=[], metavar="GAME=RETURN",
+                   help="a uniform random policy's mean return, drawn as a line (rewind eval RUN --epsilon 1)")
     p.set_defaults(func=cmd_report)
     args = ap.parse_args(argv)
     try:
