@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from rewind.agents import net2net
 from rewind.agents.base import Agent
 from rewind.agents.device import check_precision, resolve_device
-from rewind.agents.networks import NETWORKS, n_discrete_actions, q_values, seeded_q_network
+from rewind.agents.networks import NETWORKS, n_discrete_actions, parse_qnet_arch, q_values, seeded_q_network
 from rewind.agents.overlap import Overlap
 from rewind.agents.optim import OPTIMIZERS, make_optimizer
 from rewind.agents.recipes import scheduled_lr, set_lr, validate_schedule
@@ -27,7 +27,9 @@ from rewind.errors import RewindError
 
 @dataclasses.dataclass
 class DQNConfig:
-    network: str = "auto"            # auto | nature | minatar | mlp
+    network: str = "auto"            # auto | nature | minatar | mlp | searched
+    arch: str = ""                   # searched: the architecture string of an ENAS qnet search, e.g.
+                                     # c5x16-pool-h256-elu (agents/networks.py: parse_qnet_arch)
     hidden: tuple[int, ...] = (256, 256)  # MLP hidden sizes
     width: float = 1.0               # multiplies every hidden layer's size (e.g. 0.5: a quarter-size MinAtar net)
     optimizer: str = "adam"          # adam | rmsprop (DeepMind's) | rmsprop-torch
@@ -71,6 +73,10 @@ class DQNConfig:
     def validate(self):
         if self.network not in NETWORKS:
             raise RewindError(f"agent.network must be one of {', '.join(NETWORKS)}, got {self.network!r}")
+        if self.network == "searched":
+            parse_qnet_arch(self.arch)
+        elif self.arch:
+            raise RewindError(f"agent.arch applies only with agent.network=searched (network is {self.network!r})")
         if self.optimizer not in OPTIMIZERS:
             raise RewindError(f"agent.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         for name in ("batch_size", "buffer_size", "update_every", "gradient_steps", "target_update_every", "n_step"):

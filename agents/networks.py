@@ -1,4 +1,4 @@
-"""Q-networks: the Nature DQN CNN, the MinAtar CNN and an MLP, picked from the observation space."""
+"""Q-networks: the Nature DQN CNN, the MinAtar CNN, an MLP, and a searched CNN given by an arch string."""
 
 from __future__ import annotations
 
@@ -67,6 +67,119 @@ class MLP(nn.Module):
         return self.net(obs.float() * self.scale)
 
 
+QNET_ACTIVATIONS = ("relu", "elu", "tanh")
+
+
+def parse_qnet_arch(arch: str) -> dict:
+    """A searched Q-network's architecture string -> {"convs": [(kernel, channels)], "pool", "hidden", "activation"}.
+
+    Tokens joined by "-": zero or more convs ``c<k>x<channels>`` (k x k, stride 1, no padding, as
+    MinAtar's own network), an optional ``pool`` (2x2 max pool after the convs), one hidden layer
+    ``h<units>`` and an activation (relu, elu, tanh). MinAtar's preset network is ``c3x16-h128-relu``.
+    A string (not a pickle or module) so a checkpoint's config rebuilds the network (agent.arch).
+    """
+    if not isinstance(arch, str) or not arch.strip():
+        raise RewindError("agent.network=searched needs agent.arch, e.g. c3x16-h128-relu (convs c<k>x<channels>, "
+                          "optional pool, h<units>, activation)")
+    tokens = arch.strip().split("-")
+    if len(tokens) < 2 or tokens[-1] not in QNET_ACTIVATIONS:
+        raise RewindError(f"agent.arch {arch!r} must end with h<units>-<activation>, activation one of "
+                          f"{', '.join(QNET_ACTIVATIONS)}")
+    hidden, convs, pool = tokens[-2], [], False
+    if not (hidden[:1] == "h" and hidden[1:].isdigit() and int(hidden[1:]) >= 1):
+        raise RewindError(f"agent.arch {arch!r}: {hidden!r} is not a hidden layer h<units> with units >= 1")
+    for i, tok in enumerate(tokens[:-2]):
+        if tok == "pool":
+            if i != len(tokens) - 3 or pool:
+                raise RewindError(f"agent.arch {arch!r}: pool must come once, right after the convs")
+            pool = True
+            continue
+        k, _, c = tok[1:].partition("x")
+        if not (tok[:1] == "c" and k.isdigit() and c.isdigit() and int(k) % 2 == 1 and int(c) >= 1):
+            raise RewindError(f"agent.arch {arch!r}: {tok!r} is not a conv c<odd kernel>x<channels> (e.g. c3x16)")
+        convs.append((int(k), int(c)))
+    return {"convs": convs, "pool": pool, "hidden": int(hidden[1:]), "activation": tokens[-1]}
+
+
+def qnet_arch_string(convs, pool: bool, hidden: int, activation: str) -> str:
+    """The inverse of parse_qnet_arch."""
+    return "-".join([f"c{k}x{c}" for k, c in convs] + (["pool"] if pool else []) + [f"h{hidden}", activation])
+
+
+def qnet_spatial(hw: int, convs, pool: bool) -> int:
+    """Side of the last feature map: valid convs shrink it by k - 1, the pool halves it (floor)."""
+    for k, _ in convs:
+        hw -= k - 1
+    return hw // 2 if pool else hw
+
+
+def qnet_cost(arch: str, in_shape, n_actions: int) -> dict:
+    """Parameters and multiply-accumulates per forward pass of one state, for equal-size comparisons."""
+    spec = parse_qnet_arch(arch)
+    c, side = in_shape[0], in_shape[1]
+    params = macs = 0
+    for k, out in spec["convs"]:
+        side -= k - 1
+        params += out * c * k * k + out
+        macs += side * side * out * c * k * k
+        c = out
+    side = side // 2 if spec["pool"] else side
+    h = spec["hidden"]
+    params += (c * side * side + 1) * h + (h + 1) * n_actions
+    macs += c * side * side * h + h * n_actions
+    return {"params": params, "macs": macs}
+
+
+def qnet_activation(name: str, x: torch.Tensor) -> torch.Tensor:
+    if name == "relu":
+        return torch.relu(x)
+    if name == "elu":
+        return nn.functional.elu(x)
+    if name == "tanh":
+        return torch.tanh(x)
+    raise RewindError(f"unknown activation {name!r}; choose from: {', '.join(QNET_ACTIVATIONS)}")
+
+
+class SearchedQNet(nn.Module):
+    """convs (valid, stride 1) -> [2x2 max pool] -> flatten -> hidden -> Q; one activation throughout.
+
+    The stand-alone form of an architecture from the ``qnet`` search space
+    (controllers/search_spaces.py); its shared-weight supernet computes the same function with
+    sliced weights (tests/test_qnet_search.py).
+    """
+
+    def __init__(self, arch: str, in_channels: int, n_actions: int, input_hw=(10, 10), scale: float = 1.0):
+        super().__init__()
+        spec = parse_qnet_arch(arch)
+        self.arch, self.scale, self.activation = arch, scale, spec["activation"]
+        h, w = input_hw
+        if h != w:
+            raise RewindError(f"agent.network=searched needs square observations, got {h}x{w}")
+        side = qnet_spatial(h, spec["convs"], False)
+        side_pooled = qnet_spatial(h, spec["convs"], spec["pool"])
+        if side < 1 or side_pooled < 1:
+            raise RewindError(f"agent.arch {arch!r}: the convs shrink the {h}x{w} input to nothing")
+        self.convs = nn.ModuleList()
+        c = in_channels
+        for k, out in spec["convs"]:
+            self.convs.append(nn.Conv2d(c, out, k))
+            c = out
+        self.pool = spec["pool"]
+        self.hidden = nn.Linear(c * side_pooled * side_pooled, spec["hidden"])
+        self.head = nn.Linear(spec["hidden"], n_actions)
+
+    def act(self, x: torch.Tensor) -> torch.Tensor:
+        return qnet_activation(self.activation, x)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        h = obs.float() * self.scale
+        for conv in self.convs:
+            h = self.act(conv(h))
+        if self.pool:
+            h = nn.functional.max_pool2d(h, 2)
+        return self.head(self.act(self.hidden(h.flatten(1))))
+
+
 def _scaled(n: int, width: float) -> int:
     """Layer size n times the width multiplier (students, Net2Net targets), at least 1."""
     return max(1, round(n * width))
@@ -82,7 +195,8 @@ def seeded_q_network(cfg, observation_space: gym.Space, n_actions: int, seed: in
     """The Q-network a config asks for (network, hidden, width), its init drawn from `seed` alone."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_q_network(cfg.network, observation_space, n_actions, cfg.hidden, cfg.width).to(device)
+        return build_q_network(cfg.network, observation_space, n_actions, cfg.hidden, cfg.width,
+                               getattr(cfg, "arch", "")).to(device)
 
 
 def n_discrete_actions(action_space: gym.Space, who: str) -> int:
@@ -92,7 +206,7 @@ def n_discrete_actions(action_space: gym.Space, who: str) -> int:
     return int(action_space.n)
 
 
-NETWORKS = ("auto", "nature", "minatar", "mlp")
+NETWORKS = ("auto", "nature", "minatar", "mlp", "searched")
 
 
 def _scale_for(space: gym.spaces.Box) -> float:
@@ -103,10 +217,11 @@ def _scale_for(space: gym.spaces.Box) -> float:
 
 
 def build_q_network(kind: str, observation_space: gym.Space, n_actions: int, hidden=(256, 256),
-                    width: float = 1.0) -> nn.Module:
+                    width: float = 1.0, arch: str = "") -> nn.Module:
     """A Q-network for this observation space. kind 'auto': image -> CNN by size, vector -> MLP.
 
     `width` multiplies every hidden layer's size (conv channels and hidden units; MLP hidden sizes).
+    kind 'searched': the image CNN that `arch` describes (parse_qnet_arch; width must be 1).
     """
     if width <= 0:
         raise RewindError(f"agent.width must be > 0, got {width}")
@@ -121,6 +236,10 @@ def build_q_network(kind: str, observation_space: gym.Space, n_actions: int, hid
         return NatureCNN(shape[0], n_actions, shape[1:], scale, width).to(memory_format=torch.channels_last)
     if kind == "minatar":
         return MinAtarCNN(shape[0], n_actions, shape[1:], scale, width)
+    if kind == "searched":
+        if len(shape) != 3 or width != 1.0:
+            raise RewindError("agent.network=searched needs image observations (C, H, W) and agent.width 1")
+        return SearchedQNet(arch, shape[0], n_actions, shape[1:], scale)
     if kind == "mlp":
         return MLP(int(np.prod(shape)), n_actions, tuple(_scaled(h, width) for h in hidden), scale)
     raise RewindError(f"unknown network {kind!r}; choose from: {', '.join(NETWORKS)}")

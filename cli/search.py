@@ -5,6 +5,7 @@
     rewind search --space mlp --data digits --budget 340        # 340 shared-weight optimizer steps, any strategy
     rewind search --space micro --data ~/cifar-10-batches-py --config enas_micro --set env.phases=10
     rewind search --space macro --data digits --arch runs/x/arch.json     # retrain a given architecture
+    rewind search --space qnet --data breakout_q.npz --budget 1500     # Q-network search on teacher Q-values
 
 Settings come from a preset (default: ``enas_<data>_<space>`` if it exists, else
 ``enas_<space>``) with sections space / agent / env / search, then ``--set`` overrides and the
@@ -26,8 +27,9 @@ SECTIONS = ("space", "agent", "env", "search")
 def register(subparsers) -> None:
     p = subparsers.add_parser("search", help="architecture search (ENAS or random) with weight sharing",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--space", required=True, help="search space: macro, micro, rnn or mlp")
-    p.add_argument("--data", required=True, help="digits, shapes, shapes-basic, or a CIFAR-10 / PTB directory")
+    p.add_argument("--space", required=True, help="search space: macro, micro, rnn, mlp or qnet")
+    p.add_argument("--data", required=True, help="digits, shapes, shapes-basic, a CIFAR-10 / PTB directory, or "
+                                                 "a Q-value .npz of a trained agent (for --space qnet)")
     p.add_argument("--strategy", default="enas", help="enas (default) or random (random search, same budget)")
     p.add_argument("--config", help="preset name or YAML file (sections space, agent, env, search)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
@@ -96,14 +98,18 @@ def run(args) -> int:
     if args.threads < 1:
         raise RewindError(f"--threads must be >= 1, got {args.threads}")
     settings = load_settings(args)
-    space = make_space(args.space, **settings["space"])
     agent_cfg = from_dict(ENASControllerConfig, settings["agent"], "agent")
     env_cfg = from_dict(NASEnvConfig, settings["env"], "env")
     search_cfg = from_dict(SearchConfig, settings["search"], "search")
     data = load_nas_data(args.data)
-    if (data.kind == "text") != (space.name == "rnn"):
-        raise RewindError(f"the {space.name} space does not fit {data.kind} data {args.data!r}: "
-                          "use --space rnn for PTB, macro/micro/mlp for images")
+    want = {"text": "rnn", "qvalues": "qnet"}.get(data.kind)
+    if (args.space == want) != (want is not None) or (want is None and args.space in ("rnn", "qnet")):
+        raise RewindError(f"the {args.space} space does not fit {data.kind} data {args.data!r}: "
+                          "use --space rnn for PTB, qnet for a Q-value .npz, macro/micro/mlp for images")
+    if data.kind == "qvalues":   # the Q-network's input and outputs come from the data
+        c, side, _ = data.in_shape
+        settings["space"].update(in_channels=c, side=side, n_actions=data.n_actions)
+    space = make_space(args.space, **settings["space"])
     torch.set_num_threads(args.threads)
     logdir = Path(args.logdir or f"runs/search-{space.name}-{data.name}-{args.strategy}-s{args.seed}")
     if args.arch:
@@ -125,8 +131,12 @@ def run(args) -> int:
         return 143 if result["stopped_by"] == "SIGTERM" else 130
     print(space.describe(space.encode(result["arch"]["arch"])))
     keys = [k for k in ("search_seconds", "derive_best_score", "valid_accuracy", "test_accuracy",
-                        "valid_perplexity", "test_perplexity", "retrain_seconds") if k in result]
+                        "valid_perplexity", "test_perplexity", "valid_r2", "test_r2", "test_agreement",
+                        "retrain_seconds") if k in result]
     print("  ".join(f"{k}={result[k]:.4g}" for k in keys))
+    if "arch_string" in result:
+        print(f"train it: rewind train --config dqn_minatar --env {data.env_id} --set agent.network=searched "
+              f"--set agent.arch={result['arch_string']}")
     print(f"wrote {logdir}/arch.json, arch.txt, arch.png, result.json")
     return 0
 

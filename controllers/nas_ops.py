@@ -18,6 +18,8 @@ MACRO_OPS = ("conv3x3", "conv5x5", "sep3x3", "sep5x5", "avgpool", "maxpool")   #
 MICRO_OPS = ("sep3x3", "sep5x5", "avgpool", "maxpool", "identity")              # ENAS micro cell
 RNN_ACTIVATIONS = ("tanh", "relu", "identity", "sigmoid")   # ENAS RNN cell functions
 MLP_ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")
+QNET_OPS = ("none", "conv3x3", "conv5x5")     # qnet space: a conv layer (valid padding) or none
+QNET_POOLS = ("none", "max2x2")
 
 
 def activation(name: str, x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,9 @@ controller how to sample each entry:
 
 Spaces (docs/enas.md): ``macro`` (L layers, op + skip connections), ``micro`` (normal
 and reduction cell of B nodes, two inputs and two ops each), ``rnn`` (N-node recurrent cell,
-previous node + activation), ``mlp`` (L dense layers, width + activation; for tabular data).
+previous node + activation), ``mlp`` (L dense layers, width + activation; for tabular data),
+``qnet`` (a MinAtar Q-network body: per layer none/conv3x3/conv5x5 and channels, pooling,
+activation; the hidden width fills a parameter budget; docs/enas.md "Search over Q-networks").
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from rewind.controllers.nas_ops import MACRO_OPS, MICRO_OPS, MLP_ACTIVATIONS, RNN_ACTIVATIONS
+from rewind.agents.networks import QNET_ACTIVATIONS, qnet_arch_string, qnet_spatial
+from rewind.controllers.nas_ops import MACRO_OPS, MICRO_OPS, MLP_ACTIVATIONS, QNET_OPS, QNET_POOLS, RNN_ACTIVATIONS
 from rewind.controllers.shared_models import build_network
 from rewind.errors import RewindError
 
@@ -388,7 +391,106 @@ class MLPSpace(SearchSpace):
         return labels, [(i, i + 1) for i in range(len(labels) - 1)]
 
 
-SPACES = {"macro": MacroSpace, "micro": MicroSpace, "rnn": RNNSpace, "mlp": MLPSpace}
+class QNetSpace(SearchSpace):
+    """A MinAtar Q-network: L conv layers (none / conv3x3 / conv5x5, valid padding, and channels),
+    an optional 2x2 max pool, one hidden layer, one activation throughout.
+
+    The hidden width is no decision: it is the largest (up to ``hidden_cap``) that keeps the whole
+    network within ``params`` parameters (0: as many as MinAtar's preset network c3x16-h128-relu
+    has for this input and action count), so every candidate has at most the preset's parameters
+    and the comparison is at (nearly) equal parameters by construction. ``in_channels``, ``side``
+    and ``n_actions`` come from the Q-value data (``rewind search --space qnet --data FILE.npz``).
+    A layer whose op is ``none`` ignores its channels choice (redundant encodings).
+    """
+
+    name = "qnet"
+
+    def __init__(self, layers: int = 2, channels: tuple = (8, 16, 32), hidden_cap: int = 512, params: int = 0,
+                 in_channels: int = 4, side: int = 10, n_actions: int = 6):
+        channels = tuple(int(c) for c in channels)
+        if layers < 1 or not channels or min(channels) < 1 or hidden_cap < 1 or params < 0:
+            raise RewindError("qnet space needs layers >= 1, positive channels, hidden_cap >= 1 and params >= 0")
+        if in_channels < 1 or n_actions < 1 or qnet_spatial(side, [(5, 1)] * layers, True) < 1:
+            raise RewindError(f"qnet space: {layers} conv5x5 layers and a pool do not fit a {side}x{side} input "
+                              f"(or in_channels / n_actions < 1)")
+        self.layers, self.channels, self.hidden_cap = layers, channels, hidden_cap
+        self.in_channels, self.side, self.n_actions = in_channels, side, n_actions
+        self.params_budget = params or self.preset_params()
+
+    def params(self):
+        return {"layers": self.layers, "channels": list(self.channels), "hidden_cap": self.hidden_cap,
+                "params": self.params_budget, "in_channels": self.in_channels, "side": self.side,
+                "n_actions": self.n_actions}
+
+    def preset_params(self) -> int:
+        """Parameters of MinAtar's network (one 16x3x3 conv, 128 hidden) for this input and action count."""
+        return self._count([(3, 16)], False, 128)
+
+    def _count(self, convs, pool, hidden) -> int:
+        n, c = 0, self.in_channels
+        for k, out in convs:
+            n += out * c * k * k + out
+            c = out
+        s = qnet_spatial(self.side, convs, pool)
+        return n + (c * s * s + 1) * hidden + (hidden + 1) * self.n_actions
+
+    def vocabs(self):
+        return {"qnet_op": QNET_OPS, "qnet_channels": tuple(str(c) for c in self.channels),
+                "qnet_pool": QNET_POOLS, "qnet_act": QNET_ACTIVATIONS}
+
+    def decisions(self):
+        out = []
+        for _ in range(self.layers):
+            out += [Decision("op", len(QNET_OPS), "qnet_op"),
+                    Decision("op", len(self.channels), "qnet_channels", anchor_after=True)]
+        return out + [Decision("op", len(QNET_POOLS), "qnet_pool"), Decision("op", len(QNET_ACTIVATIONS), "qnet_act")]
+
+    def split(self, flat):
+        """(convs [(kernel, channels)], pool, hidden, activation): the network `flat` stands for."""
+        flat = [int(v) for v in flat]
+        convs = [(3 if QNET_OPS[flat[2 * i]] == "conv3x3" else 5, self.channels[flat[2 * i + 1]])
+                 for i in range(self.layers) if QNET_OPS[flat[2 * i]] != "none"]
+        pool = QNET_POOLS[flat[2 * self.layers]] == "max2x2"
+        conv_n = self._count(convs, pool, 0) - self.n_actions   # convs alone
+        s = qnet_spatial(self.side, convs, pool)
+        flat_in = (convs[-1][1] if convs else self.in_channels) * s * s
+        fit = (self.params_budget - conv_n - self.n_actions) // (flat_in + 1 + self.n_actions)
+        return convs, pool, int(min(max(fit, 1), self.hidden_cap)), QNET_ACTIVATIONS[flat[2 * self.layers + 1]]
+
+    def arch_string(self, flat) -> str:
+        """The agent.arch string of `flat` (agent.network=searched rebuilds it)."""
+        return qnet_arch_string(*self.split(self.validate(flat)))
+
+    def decode(self, flat):
+        flat = [int(v) for v in flat]
+        convs, pool, hidden, act = self.split(flat)
+        return {"layers": [{"op": QNET_OPS[flat[2 * i]], "channels": self.channels[flat[2 * i + 1]]}
+                           for i in range(self.layers)],
+                "pool": QNET_POOLS[flat[2 * self.layers]], "activation": act,
+                "hidden": hidden, "string": qnet_arch_string(convs, pool, hidden, act)}
+
+    def encode(self, arch):
+        if not isinstance(arch, dict) or not {"layers", "pool", "activation"} <= set(arch):
+            raise RewindError("qnet arch must be a mapping with keys layers, pool, activation "
+                              "(hidden and string are derived)")
+        flat = []
+        for i, layer in enumerate(_as_list(arch["layers"], self.layers, "qnet arch layers (one entry per layer)")):
+            layer = _as_dict(layer, ("op", "channels"), f"qnet layer {i}")
+            flat += [_name(QNET_OPS, layer["op"], f"qnet layer {i} op"),
+                     _name(self.channels, layer["channels"], f"qnet layer {i} channels")]
+        flat += [_name(QNET_POOLS, arch["pool"], "qnet pool"),
+                 _name(QNET_ACTIVATIONS, arch["activation"], "qnet activation")]
+        return np.array(flat, dtype=np.int64)
+
+    def graph(self, flat):
+        convs, pool, hidden, act = self.split(self.validate(flat))
+        labels = ["input"] + [f"L{i}: conv{k}x{k} {c} {act}" for i, (k, c) in enumerate(convs)]
+        labels += ["pool: max 2x2"] if pool else []
+        labels += [f"hidden: dense {hidden} {act}", "output: Q (linear)"]
+        return labels, [(i, i + 1) for i in range(len(labels) - 1)]
+
+
+SPACES = {"macro": MacroSpace, "micro": MicroSpace, "rnn": RNNSpace, "mlp": MLPSpace, "qnet": QNetSpace}
 
 
 def make_space(name: str, **params) -> SearchSpace:

@@ -17,8 +17,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rewind.controllers.nas_ops import (MACRO_OPS, MICRO_OPS, MLP_ACTIVATIONS, RNN_ACTIVATIONS, FactorizedReduce,
-                                        activation, bn, make_cnn_op)
+from rewind.agents.networks import SearchedQNet, qnet_activation, qnet_spatial
+from rewind.controllers.nas_ops import (MACRO_OPS, MICRO_OPS, MLP_ACTIVATIONS, QNET_OPS, RNN_ACTIVATIONS,
+                                        FactorizedReduce, activation, bn, make_cnn_op)
 from rewind.errors import RewindError
 
 
@@ -245,7 +246,96 @@ class MLPNet(ChildNet):
         return F.linear(h, self.head.weight[:, :h.shape[1]], self.head.bias)
 
 
-NETWORKS = {"macro": MacroNet, "micro": MicroNet, "rnn": RNNNet, "mlp": MLPNet}
+class QNetNet(ChildNet):
+    """A MinAtar Q-network (qnet space). Shared: one max-size weight per (layer, kernel, input source)
+    for the convs and per (final side, source) for the hidden layer, sliced to the chosen channels and
+    width (source: raw observation or conv features, whose channel counts differ); no BatchNorm, so a
+    sliced path is exactly a stand-alone ``SearchedQNet`` (``export`` gives its weights). Stand-alone:
+    ``self.net`` is the agents' SearchedQNet of the arch string, the network DQN/EBU train.
+    """
+
+    def __init__(self, space, fixed=None, *, in_shape, n_classes):
+        super().__init__(space, fixed)
+        if tuple(in_shape) != (space.in_channels, space.side, space.side) or n_classes != space.n_actions:
+            raise RewindError(f"qnet space is for inputs {(space.in_channels, space.side, space.side)} and "
+                              f"{space.n_actions} actions, the data has {tuple(in_shape)} and {n_classes}")
+        if fixed is not None:
+            self.net = SearchedQNet(space.arch_string(self.fixed), space.in_channels, n_classes, in_shape[1:])
+            return
+        c_max, h_max = max(space.channels), space.hidden_cap
+        self.conv_w, self.conv_b = nn.ParameterDict(), nn.ParameterDict()
+        for i in range(space.layers):
+            for src, c_in in (("x", space.in_channels), ("f", c_max)):
+                for k in (3, 5):
+                    conv = nn.Conv2d(c_in, c_max, k)
+                    self.conv_w[f"{i}_{k}_{src}"], self.conv_b[f"{i}_{k}_{src}"] = conv.weight, conv.bias
+        self.dense_w, self.dense_b = nn.ParameterDict(), nn.ParameterDict()
+        for flat in self._all_archs():
+            convs, pool, _, _ = space.split(flat)
+            key, n_in = self._dense_key(convs, pool)
+            if key not in self.dense_w:
+                lin = nn.Linear(n_in, h_max)
+                self.dense_w[key], self.dense_b[key] = lin.weight, lin.bias
+        head = nn.Linear(h_max, n_classes)
+        self.head_w, self.head_b = head.weight, head.bias
+
+    def _all_archs(self):
+        """One architecture per (conv ops, pool) pattern, max channels: enough to list the dense shapes."""
+        import itertools
+        sp = self.space
+        for ops in itertools.product(range(len(QNET_OPS)), repeat=sp.layers):
+            for pool in (0, 1):
+                yield [v for op in ops for v in (op, len(sp.channels) - 1)] + [pool, 0]
+
+    def _dense_key(self, convs, pool):
+        s = qnet_spatial(self.space.side, convs, pool)
+        src = "f" if convs else "x"
+        return f"{s}_{src}", (max(self.space.channels) if convs else self.space.in_channels) * s * s
+
+    def forward(self, x, arch=None):
+        if self.fixed is not None:
+            return self.net(x)
+        flat = self._arch(arch)
+        convs, pool, hidden, act = self.space.split(flat)
+        h, c_in, i_conv = x.float(), self.space.in_channels, 0
+        for i, op in enumerate(int(v) for v in flat[0:2 * self.space.layers:2]):
+            if op == 0:      # none
+                continue
+            k, c = convs[i_conv]
+            key = f"{i}_{k}_{'f' if i_conv else 'x'}"
+            h = qnet_activation(act, F.conv2d(h, self.conv_w[key][:c, :c_in], self.conv_b[key][:c]))
+            c_in, i_conv = c, i_conv + 1
+        if pool:
+            h = F.max_pool2d(h, 2)
+        key, _ = self._dense_key(convs, pool)
+        n_in = c_in * h.shape[-1] * h.shape[-2]
+        h = qnet_activation(act, F.linear(h.flatten(1), self.dense_w[key][:hidden, :n_in], self.dense_b[key][:hidden]))
+        return F.linear(h, self.head_w[:, :hidden], self.head_b)
+
+    @torch.no_grad()
+    def export(self, arch) -> dict:
+        """The state dict of the stand-alone SearchedQNet of `arch`: this model's sliced weights."""
+        flat = self.space.validate(arch)
+        convs, pool, hidden, _ = self.space.split(flat)
+        out, c_in, i_conv = {}, self.space.in_channels, 0
+        for i, op in enumerate(int(v) for v in flat[0:2 * self.space.layers:2]):
+            if op == 0:
+                continue
+            k, c = convs[i_conv]
+            key = f"{i}_{k}_{'f' if i_conv else 'x'}"
+            out[f"convs.{i_conv}.weight"] = self.conv_w[key][:c, :c_in].clone()
+            out[f"convs.{i_conv}.bias"] = self.conv_b[key][:c].clone()
+            c_in, i_conv = c, i_conv + 1
+        key, _ = self._dense_key(convs, pool)
+        s = qnet_spatial(self.space.side, convs, pool)
+        out["hidden.weight"] = self.dense_w[key][:hidden, :c_in * s * s].clone()
+        out["hidden.bias"] = self.dense_b[key][:hidden].clone()
+        out["head.weight"] = self.head_w[:, :hidden].clone()
+        out["head.bias"] = self.head_b.clone()
+        return out
+
+
+NETWORKS = {"macro": MacroNet, "micro": MicroNet, "rnn": RNNNet, "mlp": MLPNet, "qnet": QNetNet}
 
 
 def build_network(space, fixed, **kwargs) -> ChildNet:

@@ -28,8 +28,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rewind.envs.nas_data import ImageData, TextData
+from rewind.envs.nas_data import ImageData, QValueData, TextData
 from rewind.errors import RewindError
+
+
+Q_SCORES = ("r2", "agreement")
 
 
 @dataclasses.dataclass
@@ -49,6 +52,11 @@ class NASEnvConfig:
     weight_decay: float = 1e-4
     grad_clip: float = 5.0
     ppl_constant: float = 80.0      # language-model reward = c / perplexity (ENAS: 80)
+    q_score: str = "r2"             # Q-value data (qnet space): r2 = 1 - SSE / SS of the (train-centred)
+                                    # teacher Q-values, or agreement = share of states whose greedy action
+                                    # matches the teacher's; the child always fits the Q-values (MSE)
+    q_score_floor: float = -1.0     # Q-value rewards below this are raised to it: a shared-weight path
+                                    # that diverges scores r2 of -30 and such outliers swamp REINFORCE
     device: str = "cpu"
 
     def validate(self):
@@ -59,6 +67,8 @@ class NASEnvConfig:
             raise RewindError("env.child_steps must be >= 0 (0 = one epoch)")
         if self.budget_steps < 0:
             raise RewindError(f"env.budget_steps must be >= 0 (0 = env.phases), got {self.budget_steps}")
+        if self.q_score not in Q_SCORES:
+            raise RewindError(f"env.q_score must be one of {', '.join(Q_SCORES)}, got {self.q_score!r}")
         if self.lr_max <= 0 or self.lr_min < 0 or self.lr_min > self.lr_max:
             raise RewindError("env.lr_max must be > 0 and 0 <= env.lr_min <= env.lr_max")
 
@@ -113,9 +123,23 @@ class Batches:
         self.order, self.pos = s["order"], s["pos"]
 
 
-def loss_and_score(model: nn.Module, x, y, arch, text: bool, ppl_constant: float = 80.0):
-    """(cross-entropy loss, score): accuracy for classifiers, c / perplexity for language models."""
+def q_scores(out: torch.Tensor, y: torch.Tensor) -> dict:
+    """Sums over a batch of Q-value predictions: squared error, targets' sum of squares (their train
+    mean is 0 after standardising), greedy-action matches."""
+    return {"sse": float(((out - y) ** 2).sum()), "sst": float((y ** 2).sum()),
+            "agree": float((out.argmax(-1) == y.argmax(-1)).sum())}
+
+
+def q_score_of(sums: dict, n: int, q_score: str) -> float:
+    return 1.0 - sums["sse"] / max(sums["sst"], 1e-12) if q_score == "r2" else sums["agree"] / n
+
+
+def loss_and_score(model: nn.Module, x, y, arch, text: bool, ppl_constant: float = 80.0, q_score: str | None = None):
+    """(loss, score): cross-entropy and accuracy for classifiers, c / perplexity for language models;
+    with q_score (Q-value data): MSE to the teacher's Q-values and that score (r2 or agreement)."""
     out = model(x, arch)
+    if q_score is not None:
+        return F.mse_loss(out, y), q_score_of(q_scores(out.detach(), y), len(y), q_score)
     if text:
         loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
         return loss, ppl_constant / math.exp(min(float(loss), 50.0))
@@ -125,13 +149,24 @@ def loss_and_score(model: nn.Module, x, y, arch, text: bool, ppl_constant: float
 
 @torch.no_grad()
 def evaluate_split(model: nn.Module, data, split: str, arch=None, batch: int = 512, bptt: int = 35,
-                   ppl_constant: float = 80.0) -> dict:
-    """Whole-split accuracy (images) or perplexity (text) of `model` with `arch`."""
+                   ppl_constant: float = 80.0, q_score: str = "r2") -> dict:
+    """Whole-split accuracy (images), perplexity (text) or r2 and agreement (Q-values) of `model` with `arch`."""
     was = model.training
     model.eval()
     device = next(model.parameters()).device
     text = isinstance(data, TextData)
     total, n, correct = 0.0, 0, 0.0
+    if isinstance(data, QValueData):
+        x, y = data.split(split)
+        sums = {"sse": 0.0, "sst": 0.0, "agree": 0.0}
+        for s in range(0, len(y), batch):
+            for k, v in q_scores(model(x[s:s + batch].to(device), arch), y[s:s + batch].to(device)).items():
+                sums[k] += v
+        model.train(was)
+        n = len(y)
+        r2, agree = q_score_of(sums, n, "r2"), q_score_of(sums, n, "agreement")
+        return {"loss": sums["sse"] / (n * y.shape[1]), "r2": r2, "agreement": agree,
+                "score": r2 if q_score == "r2" else agree}
     if text:
         stream = batchify(getattr(data, split), min(batch, max(getattr(data, split).numel() // 4, 1))).to(device)
         for s in range(0, stream.shape[0] - 1, bptt):
@@ -162,8 +197,8 @@ class NASEnv(gym.Env):
     def __init__(self, data, model: nn.Module, action_space: gym.spaces.MultiDiscrete,
                  sampler: Callable[[int], np.ndarray] | None = None, config: NASEnvConfig | None = None,
                  seed: int = 0):
-        if not isinstance(data, (ImageData, TextData)):
-            raise RewindError("NASEnv needs data from rewind.envs.nas_data (ImageData or TextData)")
+        if not isinstance(data, (ImageData, TextData, QValueData)):
+            raise RewindError("NASEnv needs data from rewind.envs.nas_data (ImageData, TextData or QValueData)")
         self.data, self.cfg = data, config or NASEnvConfig()
         self.cfg.validate()
         self.device = torch.device(self.cfg.device)
@@ -172,6 +207,7 @@ class NASEnv(gym.Env):
         self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
         self.sampler = sampler or (lambda n: np.stack([self.action_space.sample() for _ in range(n)]))
         self.text = isinstance(data, TextData)
+        self.q_score = self.cfg.q_score if isinstance(data, QValueData) else None
         self.train_batches = Batches(data, "train", self.cfg.batch_size, self.cfg.bptt, seed, self.device)
         self.valid_batches = Batches(data, "valid", self.cfg.eval_batch_size, self.cfg.bptt, seed + 1, self.device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.cfg.lr_max, momentum=self.cfg.momentum,
@@ -209,7 +245,7 @@ class NASEnv(gym.Env):
             for g in self.optimizer.param_groups:
                 g["lr"] = self.lr()
             x, y = self.train_batches.next()
-            loss, score = loss_and_score(self.model, x, y, arch, self.text, self.cfg.ppl_constant)
+            loss, score = loss_and_score(self.model, x, y, arch, self.text, self.cfg.ppl_constant, self.q_score)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -226,9 +262,9 @@ class NASEnv(gym.Env):
         """Shared-weight score of `arch` on one validation minibatch (the next one, or `batch`)."""
         self.model.eval()   # disables dropout; shared BatchNorm always uses batch statistics
         x, y = batch if batch is not None else self.valid_batches.next()
-        _, s = loss_and_score(self.model, x, y, arch, self.text, self.cfg.ppl_constant)
+        _, s = loss_and_score(self.model, x, y, arch, self.text, self.cfg.ppl_constant, self.q_score)
         self.model.train()
-        return s
+        return max(s, self.cfg.q_score_floor) if self.q_score is not None else s
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)

@@ -10,6 +10,11 @@ depends on the run seed, so searches with different seeds are scored on the same
   ``valid_fraction`` of the training batches is the validation split (ENAS: 45k / 5k).
 - a PTB directory with ``ptb.train.txt``, ``ptb.valid.txt``, ``ptb.test.txt`` (one sentence
   per line, words separated by spaces; ``<eos>`` ends each line; vocabulary from train).
+- a Q-value file ``*.npz`` (``run/qdata.py`` writes it from a trained agent): ``obs`` (N, C, H, W)
+  uint8, ``q`` (N, A) float32 teacher Q-values, ``env`` (the env id); loaded with
+  ``allow_pickle=False``. Splits in collection order, 80/10/10: the held-out transitions come
+  from later episodes than the training ones. Targets are standardised with the train split's
+  scalar mean and std (differences between actions are kept).
 """
 
 from __future__ import annotations
@@ -65,6 +70,73 @@ class TextData:
 
     def model_kwargs(self) -> dict:
         return {"vocab_size": len(self.vocab)}
+
+
+@dataclasses.dataclass
+class QValueData:
+    """Distillation targets for Q-network search: x (N, C, H, W) float32 observations, y (N, A)
+    standardised teacher Q-values; q_mean / q_std undo the standardisation."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    valid_x: torch.Tensor
+    valid_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    env_id: str
+    q_mean: float
+    q_std: float
+    name: str = ""
+    kind = "qvalues"
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return tuple(self.train_x.shape[1:])
+
+    @property
+    def n_actions(self) -> int:
+        return int(self.train_y.shape[1])
+
+    def split(self, name: str):
+        return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
+
+    def model_kwargs(self) -> dict:
+        return {"in_shape": self.in_shape, "n_classes": self.n_actions}
+
+
+Q_DATA_KEYS = ("obs", "q", "env")
+
+
+def load_q_data(path: str | Path) -> QValueData:
+    """A Q-value .npz (obs, q, env) as train / valid / test splits; every failure is one line."""
+    import zipfile
+
+    path = Path(path)
+    what = f"Q-value data {path}"
+    if not path.is_file():
+        raise RewindError(f"{what} does not exist (write one with: python -m rewind.bench.studies.enas_qnet collect)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in Q_DATA_KEYS if k not in f.files]
+            if missing:
+                raise RewindError(f"{what} lacks {', '.join(missing)}; it needs arrays obs (N, C, H, W), q (N, A), env")
+            obs, q, env = f["obs"], f["q"], str(f["env"])
+    except RewindError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        first = str(exc).splitlines()[0][:100] if str(exc) else ""
+        raise RewindError(f"{what} is not a readable .npz ({type(exc).__name__}: {first})") from None
+    if obs.ndim != 4 or q.ndim != 2 or len(obs) != len(q) or len(q) < 30 or q.shape[1] < 1:
+        raise RewindError(f"{what}: obs must be (N, C, H, W) and q (N, A) with the same N >= 30; got "
+                          f"{obs.shape} and {q.shape}")
+    if not np.issubdtype(q.dtype, np.floating) or not np.isfinite(q).all():
+        raise RewindError(f"{what}: q must hold finite floating-point values")
+    n = len(q)
+    a, b = int(0.8 * n), int(0.9 * n)
+    mean, std = float(q[:a].mean()), float(max(q[:a].std(), 1e-6))
+    x = torch.from_numpy(obs.astype(np.float32))
+    y = torch.from_numpy(((q - mean) / std).astype(np.float32))
+    return QValueData(x[:a], y[:a], x[a:b], y[a:b], x[b:], y[b:], env, mean, std, name=path.stem)
 
 
 def _standardise(train, *others):
@@ -182,14 +254,18 @@ def load_ptb(directory: str | Path) -> TextData:
 
 
 def load_nas_data(spec: str, n_train: int | None = None):
-    """ImageData or TextData from a name (digits, shapes, shapes-basic) or a CIFAR-10 / PTB directory."""
+    """ImageData or TextData from a name (digits, shapes, shapes-basic) or a CIFAR-10 / PTB directory;
+    QValueData from a ``.npz`` file."""
     if spec == "digits":
         return load_digits_data()
     if spec in ("shapes", "shapes-geom", "shapes-basic"):
         return load_shapes_data("basic" if spec == "shapes-basic" else "geom", n_train)
     path = Path(spec)
+    if path.suffix == ".npz":
+        return load_q_data(path)
     if not path.exists():
-        raise RewindError(f"data {spec!r} is neither digits, shapes, shapes-basic nor an existing directory")
+        raise RewindError(f"data {spec!r} is neither digits, shapes, shapes-basic, a Q-value .npz nor an existing "
+                          "directory")
     if not path.is_dir():
         raise RewindError(f"data {spec!r} is a file; give a CIFAR-10 or PTB directory")
     if (path / "ptb.train.txt").exists():

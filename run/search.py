@@ -35,7 +35,7 @@ from rewind.run.runlog import RunLogger
 from rewind.controllers.enas_controller import ENASController, ENASControllerConfig
 from rewind.controllers.search_spaces import SearchSpace
 from rewind.envs.nas import Batches, NASEnv, NASEnvConfig, evaluate_split
-from rewind.envs.nas_data import TextData
+from rewind.envs.nas_data import QValueData, TextData
 from rewind.errors import RewindError, require
 
 STRATEGIES = ("enas", "random")
@@ -148,6 +148,7 @@ def retrain(space: SearchSpace, arch, data, cfg: SearchConfig, seed: int, device
         kwargs["channels"] = cfg.retrain_channels
     model = space.build(arch, **kwargs).to(device)
     text = isinstance(data, TextData)
+    qvalues = isinstance(data, QValueData)
     batches = Batches(data, "train", cfg.retrain_batch, bptt, seed, device)
     steps = cfg.retrain_epochs * len(batches)
     if text and cfg.retrain_mixup_alpha > 0:
@@ -155,7 +156,10 @@ def retrain(space: SearchSpace, arch, data, cfg: SearchConfig, seed: int, device
     opt = torch.optim.SGD(decay_groups(model.named_parameters(), cfg.retrain_weight_decay, cfg.retrain_no_bias_decay),
                           lr=cfg.retrain_lr, momentum=0.9, nesterov=True)
     soft = cfg.retrain_label_smoothing > 0 or cfg.retrain_mixup_alpha > 0
-    n_classes = len(data.vocab) if text else data.n_classes
+    if qvalues and soft:
+        raise RewindError("search.retrain_label_smoothing and retrain_mixup_alpha apply to classification; "
+                          "the Q-value task regresses the teacher's Q-values")
+    n_classes = None if qvalues else len(data.vocab) if text else data.n_classes
     rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     model.train()
@@ -166,7 +170,9 @@ def retrain(space: SearchSpace, arch, data, cfg: SearchConfig, seed: int, device
     for step in it:
         set_lr(opt, retrain_lr(step, cfg, steps))
         x, y = batches.next()
-        if soft:   # the recipe's targets: smoothed one-hot (He et al. eq. 3), mixed with a shuffled batch
+        if qvalues:   # the Q-value task fits the teacher's Q-values, as the shared weights do
+            loss = F.mse_loss(model(x), y)
+        elif soft:   # the recipe's targets: smoothed one-hot (He et al. eq. 3), mixed with a shuffled batch
             q = smooth_labels(y.reshape(-1).cpu(), n_classes, cfg.retrain_label_smoothing).to(x.device)
             q = q.reshape(*y.shape, n_classes)
             if cfg.retrain_mixup_alpha > 0:
@@ -183,9 +189,9 @@ def retrain(space: SearchSpace, arch, data, cfg: SearchConfig, seed: int, device
         opt.step()
     valid = evaluate_split(model, data, "valid", bptt=bptt)
     test = evaluate_split(model, data, "test", bptt=bptt)
-    key = "perplexity" if text else "accuracy"
-    return {f"valid_{key}": valid[key], f"test_{key}": test[key], "retrain_seconds": time.perf_counter() - t0,
-            "params": sum(p.numel() for p in model.parameters())}
+    keys = ("r2", "agreement") if qvalues else ("perplexity",) if text else ("accuracy",)
+    out = {f"{split}_{k}": res[k] for k in keys for split, res in (("valid", valid), ("test", test))}
+    return {**out, "retrain_seconds": time.perf_counter() - t0, "params": sum(p.numel() for p in model.parameters())}
 
 
 def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: ENASControllerConfig | None = None,
@@ -297,6 +303,7 @@ def run_search(space: SearchSpace, data, *, strategy: str = "enas", agent_cfg: E
               "search_seconds": search_seconds,
               "derive_seconds": derive_seconds, "derive_best_score": der["score"],
               "derive_mean_score": float(der["scores"].mean()), "arch": space.to_json(arch),
+              **({"arch_string": space.arch_string(arch)} if hasattr(space, "arch_string") else {}),
               "history": [{k: h[k] for k in ("phase", "shared_steps", "mean_reward", "controller_entropy") if k in h}
                           for h in history]}
     if isinstance(agent, ENASController):
@@ -345,10 +352,11 @@ def shared_vs_standalone(env: NASEnv, space: SearchSpace, data, n: int, search_c
     and the stand-alone (retrained from scratch) test accuracy of n uniform architectures."""
     rng = np.random.default_rng(seed + 999)
     archs = list(archs) if archs is not None else [space.random(rng) for _ in range(n)]
-    shared = [evaluate_split(env.model, data, "valid", a, bptt=env.cfg.bptt)["score"] for a in archs]
+    shared = [evaluate_split(env.model, data, "valid", a, bptt=env.cfg.bptt, q_score="r2")["score"] for a in archs]
     alone = []
     for i, a in enumerate(archs):
         r = retrain(space, a, data, search_cfg, seed + i, env.device, env.cfg.bptt)
-        alone.append(r["test_accuracy"] if "test_accuracy" in r else -r["test_perplexity"])   # higher is better
+        alone.append(r["test_accuracy"] if "test_accuracy" in r else r["test_r2"] if "test_r2" in r
+                     else -r["test_perplexity"])   # higher is better
     return {**kendall_tau_ci(shared, alone, seed=seed), "shared": shared, "standalone": alone,
             "archs": [space.to_json(a)["arch"] for a in archs]}

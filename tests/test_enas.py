@@ -18,6 +18,8 @@ SPACES = {
     "micro": (dict(nodes=3, channels=8, cells=1), dict(in_shape=(3, 8, 8), n_classes=10)),
     "rnn": (dict(nodes=4, hidden=16), dict(vocab_size=30)),
     "mlp": (dict(layers=3, widths=(8, 16, 32)), dict(in_shape=(1, 8, 8), n_classes=10)),
+    "qnet": (dict(layers=2, channels=(4, 8), hidden_cap=32, in_channels=4, side=10, n_actions=10),
+             dict(in_shape=(4, 10, 10), n_classes=10)),
 }
 
 
