@@ -1,5 +1,8 @@
 """Search over Q-networks on MinAtar: teacher Q-values -> ENAS / random search -> online DQN.
 
+Not a suite: a pipeline whose arms are decided by its own searches (collect from a trained
+checkpoint, search, then train the derived architectures), not a fixed agents x envs x seeds grid.
+
 Issue 15 ("Search over Q-networks"). Three steps, each a subcommand, run one at a time:
 
 1. ``collect``: play a trained DQN/EBU checkpoint epsilon-greedily and save its observations and

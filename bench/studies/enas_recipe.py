@@ -1,5 +1,7 @@
 """Retraining an ENAS-derived architecture with and without the Bag of Tricks recipe (digits).
 
+Not a suite: supervised retraining of fixed architectures (no env, no agent loop).
+
 The architectures are the ones ENAS derived in seed 0 of the digits studies
 (bench/results/enas/digits_macro.json and digits_mlp.json, arm "enas"); each is retrained
 from scratch by `rewind.run.search.retrain` with the search section of its preset

@@ -5,8 +5,12 @@ trains G; the student matches the teacher's Q by MSE on G's samples, as `rewind 
 --data-free`), and after the same fine-tuning on real observations (states the teacher visits,
 epsilon 0.05; the upper reference).
 
-Teachers: the constant-lr DQN runs of the cosine study (bench/studies/training_methods_rl.py,
-configs/dqn_minatar.yaml at 12k steps, one per seed). The output layer (128 -> actions) is kept,
+Not a suite: it measures the compression of trained checkpoints, not training runs.
+
+Teachers: the constant-lr DQN runs of the suite dqn_cosine_minatar (configs/dqn_minatar.yaml at
+12k steps, one per seed: `rewind bench run dqn_cosine_minatar --out bench/results/dqn_cosine_minatar`;
+the figures in bench/results/kegnet/ used the same runs made by the former training_methods_rl
+study). The output layer (128 -> actions) is kept,
 as in the digits study (ratio >= 2 would leave rank < the number of actions).
 
     python -m rewind.bench.studies.kegnet_minatar --seeds 5 --ratios 2,4
@@ -26,7 +30,7 @@ from rewind.bench.stats import t_interval
 from rewind.files import atomic_write_json, atomic_write_text
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "kegnet"
-TEACHERS = "runs/training_methods_rl/cosine/minatar-breakout__constant_lr__s{seed}/checkpoint.pt"
+TEACHERS = "bench/results/dqn_cosine_minatar/runs/constant/minatar-breakout/s{seed}/checkpoint.pt"
 REAL_SEED, HELDOUT_SEED = 700_000, 900_000
 
 
