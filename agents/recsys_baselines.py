@@ -207,23 +207,21 @@ class CGLinUCBAgent(_CandidateBandit):
         alpha: float = 1.0
         ridge: float = 1.0
 
-    def _choose(self, x, cands, explore):
+    def _scores(self, x, cands, explore) -> np.ndarray:
+        """Each candidate's ridge estimate, plus alpha times its confidence width when exploring."""
         phi = np.append(x.astype(np.float64), 1.0)
         arms = self.inner.arms
         s = arms.theta[cands] @ phi
         if explore:
             var = np.einsum("kij,i,j->k", arms.A_inv[cands], phi, phi, optimize=True)
             s = s + self.config.alpha * np.sqrt(np.maximum(var, 0.0))
-        return _best(s, cands, self.rng), 1.0
+        return s
+
+    def _choose(self, x, cands, explore):
+        return _best(self._scores(x, cands, explore), cands, self.rng), 1.0
 
     def _choose_slate(self, x, cands, k, explore):
-        phi = np.append(x.astype(np.float64), 1.0)
-        arms = self.inner.arms
-        s = arms.theta[cands] @ phi
-        if explore:
-            var = np.einsum("kij,i,j->k", arms.A_inv[cands], phi, phi, optimize=True)
-            s = s + self.config.alpha * np.sqrt(np.maximum(var, 0.0))
-        return LoggedSlate(_top(s, cands, k, self.rng), 1.0, np.ones(k))
+        return LoggedSlate(_top(self._scores(x, cands, explore), cands, k, self.rng), 1.0, np.ones(k))
 
 
 class CGBootstrapTSAgent(_CandidateBandit):

@@ -74,6 +74,12 @@ def run_one(data, cfg: dict, hidden, epochs: int, batch: int, lr: float, seed: i
     c.validate()
     agent = SupervisedAgent(gym.spaces.Box(-np.inf, np.inf, (xtr.shape[1],), np.float32), gym.spaces.Discrete(k),
                             c, seed=seed)
+    wall = fit_epochs(agent, xtr, ytr, epochs, batch, seed)
+    return float((agent.predict(xte) == yte).float().mean()), wall
+
+
+def fit_epochs(agent, xtr, ytr, epochs: int, batch: int, seed: int) -> float:
+    """Train on shuffled minibatches (the last partial one dropped); wall seconds per epoch."""
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     for _ in range(epochs):
@@ -81,8 +87,7 @@ def run_one(data, cfg: dict, hidden, epochs: int, batch: int, lr: float, seed: i
         for i in range(0, len(ytr) - batch + 1, batch):
             j = perm[i:i + batch]
             agent.fit_batch(xtr[j], ytr[j])
-    wall = (time.perf_counter() - t0) / epochs
-    return float((agent.predict(xte) == yte).float().mean()), wall
+    return (time.perf_counter() - t0) / epochs
 
 
 class SavedActivationPeak:
@@ -150,17 +155,10 @@ def cost_one(npz: str, cfg: dict, hidden, epochs: int, batch: int, lr: float, se
                             c, seed=seed)
     meter = SavedActivationPeak([p for m in vars(agent).values() if isinstance(m, torch.nn.Module)
                                  for p in m.parameters()])
-    g = torch.Generator().manual_seed(seed)
     Path("/proc/self/clear_refs").write_text("5")     # reset the RSS high-water mark (Linux >= 4.0)
     rss0 = proc_status_kib("VmRSS")
-    t0 = time.perf_counter()
     with meter.hooks():
-        for _ in range(epochs):
-            perm = torch.randperm(len(ytr), generator=g)
-            for i in range(0, len(ytr) - batch + 1, batch):
-                j = perm[i:i + batch]
-                agent.fit_batch(xtr[j], ytr[j])
-    wall = (time.perf_counter() - t0) / epochs
+        wall = fit_epochs(agent, xtr, ytr, epochs, batch, seed)
     return {"epoch_s": wall, "saved_peak_bytes": meter.peak, "rss_growth_kib": proc_status_kib("VmHWM") - rss0, "batch": batch,
             "epochs": epochs}
 
