@@ -84,3 +84,18 @@ def test_cli_data_free_distills_a_q_network(tmp_path, capsys):
     assert rc == 0 and "after data-free fine-tuning" in out and (tmp_path / "kg" / "student_tucker.pt").exists()
     assert main(["distill", str(teacher), "--data-free"]) != 0   # neither ranks nor ratio: one-line error
     assert "exactly one of --tucker-ranks" in capsys.readouterr().err
+
+
+def test_linear_layers_get_equal_ranks_within_the_ratio():
+    """A matrix's Tucker-2 is a truncated SVD: equal ranks, the largest that fit 1/ratio of the weights."""
+    from torch import nn
+
+    from rewind.transfer.kegnet import ranks_for_ratio
+
+    layer = nn.Linear(1024, 128)
+    for ratio in (2, 4):
+        r_out, r_in = ranks_for_ratio(layer, ratio)
+        assert r_out == r_in
+        size = lambda r: r * (1024 + 128) + r * r   # noqa: E731
+        assert size(r_out) <= 1024 * 128 / ratio < size(r_out + 1)
+    assert ranks_for_ratio(layer, 2)[0] > ranks_for_ratio(layer, 4)[0] > 8
