@@ -32,8 +32,19 @@ CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 PTB_FILES = ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt")
 
 
+class _XYSplits:
+    """train/valid/test as `<split>_x` / `<split>_y` tensors: shared by the image and Q-value data."""
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return tuple(self.train_x.shape[1:])
+
+    def split(self, name: str):
+        return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
+
+
 @dataclasses.dataclass
-class ImageData:
+class ImageData(_XYSplits):
     """Classification splits: x (N, C, H, W) or (N, D) float32, y (N,) int64."""
 
     train_x: torch.Tensor
@@ -45,13 +56,6 @@ class ImageData:
     n_classes: int
     name: str = ""
     kind = "image"
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        return tuple(self.train_x.shape[1:])
-
-    def split(self, name: str):
-        return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
 
     def model_kwargs(self) -> dict:
         return {"in_shape": self.in_shape, "n_classes": self.n_classes}
@@ -73,7 +77,7 @@ class TextData:
 
 
 @dataclasses.dataclass
-class QValueData:
+class QValueData(_XYSplits):
     """Distillation targets for Q-network search: x (N, C, H, W) float32 observations, y (N, A)
     standardised teacher Q-values; q_mean / q_std undo the standardisation."""
 
@@ -90,15 +94,8 @@ class QValueData:
     kind = "qvalues"
 
     @property
-    def in_shape(self) -> tuple[int, ...]:
-        return tuple(self.train_x.shape[1:])
-
-    @property
     def n_actions(self) -> int:
         return int(self.train_y.shape[1])
-
-    def split(self, name: str):
-        return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
 
     def model_kwargs(self) -> dict:
         return {"in_shape": self.in_shape, "n_classes": self.n_actions}
