@@ -183,16 +183,18 @@ class CGEpsGreedyLinearAgent(_CandidateBandit):
         epsilon: float = 0.05
         ridge: float = 1.0
 
+    def _scores(self, x, cands) -> np.ndarray:
+        """Each candidate's ridge estimate of the reward for context x."""
+        return self.inner.arms.theta[cands] @ np.append(x.astype(np.float64), 1.0)
+
     def _choose(self, x, cands, explore):
-        phi = np.append(x.astype(np.float64), 1.0)
-        greedy = _best(self.inner.arms.theta[cands] @ phi, cands, self.rng)
+        greedy = _best(self._scores(x, cands), cands, self.rng)
         eps = self.config.epsilon if explore else 0.0
         a = int(cands[self.rng.integers(len(cands))]) if self.rng.random() < eps else greedy
         return a, eps / len(cands) + (1 - eps) * (a == greedy)
 
     def _choose_slate(self, x, cands, k, explore):
-        phi = np.append(x.astype(np.float64), 1.0)
-        greedy = _top(self.inner.arms.theta[cands] @ phi, cands, k, self.rng)
+        greedy = _top(self._scores(x, cands), cands, k, self.rng)
         return explore_slate(self.rng, cands, greedy, self.config.epsilon if explore else 0.0)
 
 
