@@ -56,7 +56,7 @@ from torch import nn
 from rewind.agents.bandit import BanditAgent
 from rewind.agents.class_balanced import LOSS_KINDS, class_balanced_loss, effective_number_weights
 from rewind.agents.infomax import DIM_ESTIMATORS, dim_bound, dim_scores
-from rewind.agents.local_loss import LOCAL_LOSSES, pred_loss_bpf, predsim_loss, sim_loss
+from rewind.agents.local_loss import LOCAL_LOSSES, combine, pred_loss_bpf, sim_loss
 from rewind.agents.recipes import (decay_groups, mixup_lambda, scheduled_lr, set_lr, smooth_labels,
                                    soft_cross_entropy, validate_schedule)
 from rewind.errors import RewindError
@@ -544,18 +544,15 @@ class SupervisedAgent(_NeuralBandit):
         onehot = F.one_hot(y, self.n_arms).float()
         target = onehot @ self.local.proj if kind.endswith("-bpf") else onehot
 
-        def layer_loss(k, h):
-            h0 = h[0]   # the supervised learner is one member
-            pred = sim = None
-            if kind.startswith("pred"):
+        def layer_loss(k, h):   # the supervised learner is one member: h (1, B, H_k)
+            def pred():
                 logits = self.local.pred(k, h)[0]
-                pred = (pred_loss_bpf(logits, target) if kind.endswith("-bpf")
+                return (pred_loss_bpf(logits, target) if kind.endswith("-bpf")
                         else class_balanced_loss(logits, y, w_cls, "softmax"))
-            if "sim" in kind:
-                hs = h0 if kind.endswith("-bpf") else torch.bmm(h, self.local.sim_w[k])[0]
-                sim = sim_loss(hs, target)
-            if pred is None:
-                return sim
-            return pred if sim is None else predsim_loss(pred, sim, cfg.local_beta)
+
+            def sim():
+                hs = h[0] if kind.endswith("-bpf") else torch.bmm(h, self.local.sim_w[k])[0]
+                return sim_loss(hs, target)
+            return combine(kind, cfg.local_beta, pred, sim)
 
         return self._step(x, out_loss, layer_loss)

@@ -14,12 +14,19 @@ reaches layer k-1 (the learner in agents/bandit_neural.py does the per-layer bac
 - pred-bpf / predsim-bpf ("backprop free"): the targets are replaced by a fixed random
   projection P y of the one-hot y: pred uses binary cross-entropy of the local head against
   [P y > 0], sim uses the similarity matrix of P y and of h_k itself (no extra layer).
+
+`LayerHeads` holds the local heads of one stand-alone network whose layers have arbitrary
+shapes (the ENAS children in retraining, run/search.py); the ensemble MLP learners keep their
+batched heads in agents/bandit_neural.py. Both pick the terms with `combine`.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 LOCAL_LOSSES = ("none", "pred", "sim", "predsim", "pred-bpf", "predsim-bpf")
 
@@ -53,3 +60,68 @@ def pred_loss_bpf(local_logits: torch.Tensor, projected_targets: torch.Tensor) -
 
 def predsim_loss(pred: torch.Tensor, sim: torch.Tensor, beta: float = 0.99) -> torch.Tensor:
     return (1 - beta) * pred + beta * sim
+
+
+def combine(kind: str, beta: float, pred, sim) -> torch.Tensor:
+    """The local loss of `kind` from zero-argument callables giving its pred and sim terms;
+    only the terms `kind` uses are computed."""
+    p = pred() if kind.startswith("pred") else None
+    s = sim() if "sim" in kind else None
+    if p is None:
+        return s
+    return p if s is None else predsim_loss(p, s, beta)
+
+
+def pooled_size(c: int, h: int, w: int, max_features: int) -> tuple[int, int]:
+    """Spatial size of a conv layer's pred input: halve H and W (rounding up) until C*H*W fits
+    in max_features or the map is 1x1 (the authors' LocalLossBlockConv average pooling,
+    `--dim-in-decoder`, default 2048)."""
+    while c * h * w > max_features and (h > 1 or w > 1):
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+    return h, w
+
+
+class LayerHeads(nn.Module):
+    """Local heads of one network's hidden layers, built from the layers' output shapes
+    ((C, H, W) conv or (D,) dense): a local linear classifier on the output (conv: average-pooled
+    to at most `max_features` features), for sim one learned layer without bias before the
+    similarity matrix (conv 3x3 or linear, as the authors' blocks), and for -bpf a fixed random
+    projection of the one-hot targets (a buffer, never trained)."""
+
+    def __init__(self, shapes, n_classes: int, kind: str, beta: float = 0.99, proj: int = 128,
+                 max_features: int = 2048):
+        super().__init__()
+        if kind not in LOCAL_LOSSES or kind == "none":
+            raise ValueError(f"local loss kind must be one of {LOCAL_LOSSES[1:]}, got {kind!r}")
+        self.kind, self.beta, self.n_classes = kind, beta, n_classes
+        bpf = kind.endswith("-bpf")
+        n_out = proj if bpf else n_classes
+        self.pools, self.pred, self.sim = [], nn.ModuleList(), nn.ModuleList()
+        for shape in shapes:
+            if len(shape) == 3:
+                size = pooled_size(*shape, max_features)
+                self.pools.append(size)
+                self.pred.append(nn.Linear(shape[0] * size[0] * size[1], n_out))
+                self.sim.append(nn.Conv2d(shape[0], shape[0], 3, padding=1, bias=False)
+                                if kind in ("sim", "predsim") else nn.Identity())
+            else:
+                self.pools.append(None)
+                self.pred.append(nn.Linear(shape[0], n_out))
+                self.sim.append(nn.Linear(shape[0], shape[0], bias=False)
+                                if kind in ("sim", "predsim") else nn.Identity())
+        bound = 1 / math.sqrt(n_classes)   # authors: nn.Linear(num_classes, target_proj_size) init
+        self.register_buffer("proj", torch.empty(n_classes, proj).uniform_(-bound, bound) if bpf
+                             else torch.zeros(0))
+
+    def loss(self, k: int, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Layer k's local loss on its output h for integer labels y."""
+        onehot = F.one_hot(y, self.n_classes).float()
+        bpf = self.kind.endswith("-bpf")
+        target = onehot @ self.proj if bpf else onehot
+
+        def pred():
+            z = h if self.pools[k] is None else F.adaptive_avg_pool2d(h, self.pools[k])
+            logits = self.pred[k](z.flatten(1))
+            return pred_loss_bpf(logits, target) if bpf else pred_loss(logits, y)
+
+        return combine(self.kind, self.beta, pred, lambda: sim_loss(self.sim[k](h), target))

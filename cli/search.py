@@ -42,7 +42,8 @@ def register(subparsers) -> None:
                         "--phases; rewards = phases x env.controller_steps); wall-clock is reported, not a budget")
     p.add_argument("--derive-samples", type=int, help="architectures scored in the derive step")
     p.add_argument("--retrain-epochs", type=int, help="epochs of training from scratch (0: skip)")
-    p.add_argument("--arch", help="skip the search: retrain this architecture JSON (written by a search)")
+    p.add_argument("--arch", help="skip the search: retrain this architecture JSON (written by a search); "
+                                 "with --logdir the result is also written to LOGDIR/retrain.json")
     p.add_argument("--device", help="torch device for the child models (cpu, cuda)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: the small child models gain nothing from more on a shared CPU)")
@@ -114,9 +115,15 @@ def run(args) -> int:
     logdir = Path(args.logdir or f"runs/search-{space.name}-{data.name}-{args.strategy}-s{args.seed}")
     if args.arch:
         _, arch = load_arch_json(args.arch, space)
+        if args.logdir:
+            writable_dir(logdir, "--logdir")   # refused before the retraining, not after it
         result = retrain(space, arch, data, search_cfg, args.seed, env_cfg.device, env_cfg.bptt,
                          progress=not args.no_progress)
         print(json.dumps(result, indent=1))
+        if args.logdir:   # kept next to the settings that produced it
+            from rewind.files import atomic_write_json
+            atomic_write_json(logdir / "retrain.json", {"arch": args.arch, "seed": args.seed, "settings": settings,
+                                                       "result": result})
         return 0
     writable_dir(logdir, "--logdir")
     if not args.resume and (logdir / "checkpoint.pt").exists():

@@ -6,6 +6,11 @@ architectures that pick the same op at the same place use the same parameter ten
 Built with a fixed ``arch`` it holds only the chosen ops' weights (the stand-alone network
 that is retrained from scratch) and ``forward(x)`` ignores any arch argument.
 
+Local error signals (retraining, run/search.py): the macro, micro and MLP children take
+``forward(x, local=fn)``; ``fn(k, h)`` is called on the output of hidden unit k (macro: the stem
+and each layer; micro: the stem and each cell; MLP: each layer) and returns it detached, so
+every unit is trained by its own loss and the classifier head by the global loss.
+
 Data-dependent sizes come as keyword arguments: ``in_shape`` (C, H, W) or (D,) and
 ``n_classes`` for classifiers, ``vocab_size`` for the RNN language model.
 """
@@ -23,8 +28,14 @@ from rewind.controllers.nas_ops import (MACRO_OPS, MICRO_OPS, MLP_ACTIVATIONS, Q
 from rewind.errors import RewindError
 
 
+def _no_local(k, h):
+    return h
+
+
 class ChildNet(nn.Module):
     """Common part: keeps the space and the fixed architecture (None when shared)."""
+
+    takes_local_loss = False   # forward(x, local=fn) supported (see the module docstring)
 
     def __init__(self, space, fixed):
         super().__init__()
@@ -50,6 +61,8 @@ class ChildNet(nn.Module):
 class MacroNet(ChildNet):
     """ENAS macro CNN: stem, L layers (op on the previous layer + sum of skip-connected layers, BN)."""
 
+    takes_local_loss = True
+
     def __init__(self, space, fixed=None, *, in_shape, n_classes, channels=None):
         super().__init__(space, fixed)
         c = channels or space.channels
@@ -65,15 +78,15 @@ class MacroNet(ChildNet):
         self.dropout = nn.Dropout(space.dropout)
         self.head = nn.Linear(c, n_classes)
 
-    def forward(self, x, arch=None):
+    def forward(self, x, arch=None, local=_no_local):
         layers = self.space.split(self._arch(arch))
-        outs, h = [], self.stem(x)
+        outs, h = [], local(0, self.stem(x))
         for i, (op, skips) in enumerate(layers):
             out = self.ops[i][str(op)](h)
             for j, s in enumerate(skips):
                 if s:
                     out = out + outs[j]
-            h = self.norms[i](out)
+            h = local(i + 1, self.norms[i](out))
             outs.append(h)
             if i in self.pool_layers:   # ENAS reduces every earlier layer too (here: 2x2 average pool)
                 outs = [F.avg_pool2d(o, 2) for o in outs]
@@ -126,7 +139,10 @@ class _ReluConvBN(nn.Sequential):
 
 
 class MicroNet(ChildNet):
-    """ENAS micro CNN: stem, then [N normal, reduction] x 2 and N normal cells (channels double at reductions)."""
+    """ENAS micro CNN: stem, then [N normal, reduction] x 2 and N normal cells (channels double at reductions).
+    Local losses train each cell as one unit (its nodes take inputs from several earlier states)."""
+
+    takes_local_loss = True
 
     def __init__(self, space, fixed=None, *, in_shape, n_classes, channels=None):
         super().__init__(space, fixed)
@@ -147,12 +163,12 @@ class MicroNet(ChildNet):
         self.dropout = nn.Dropout(space.dropout)
         self.head = nn.Linear(c, n_classes)
 
-    def forward(self, x, arch=None):
+    def forward(self, x, arch=None, local=_no_local):
         cells = self.space.split(self._arch(arch))
         loose = {k: self.space.loose_ends(v) for k, v in cells.items()}
-        s0 = s1 = self.stem(x)
-        for kind, cell in zip(self.kinds, self.cells):
-            s0, s1 = s1, cell(s0, s1, cells[kind], loose[kind])
+        s0 = s1 = local(0, self.stem(x))
+        for k, (kind, cell) in enumerate(zip(self.kinds, self.cells)):
+            s0, s1 = s1, local(k + 1, cell(s0, s1, cells[kind], loose[kind]))
         h = F.adaptive_avg_pool2d(F.relu(s1), 1).flatten(1)
         return self.head(self.dropout(h))
 
@@ -235,13 +251,15 @@ class MLPNet(ChildNet):
         self.dropout = nn.Dropout(space.dropout)
         self.head = nn.Linear(w_max if layers is None else prev, n_classes)
 
-    def forward(self, x, arch=None):
+    takes_local_loss = True
+
+    def forward(self, x, arch=None, local=_no_local):
         h = x.flatten(1)
         for i, (w, a) in enumerate(self.space.split(self._arch(arch))):
             n = self.index[(i, a)]
             z = F.linear(h, self.weights[n][:w, :h.shape[1]], self.biases[n][:w])
             z = self.norms[i](z) if self.norms is not None else F.batch_norm(z, None, None, training=True)
-            h = activation(a, z)
+            h = local(i, activation(a, z))
             h = self.dropout(h)
         return F.linear(h, self.head.weight[:, :h.shape[1]], self.head.bias)
 

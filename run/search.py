@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rewind.agents.base import Agent
+from rewind.agents.local_loss import LOCAL_LOSSES, LayerHeads
 from rewind.agents.recipes import (decay_groups, mixup, mixup_lambda, scheduled_lr, set_lr, smooth_labels,
                                    soft_cross_entropy)
 from rewind.files import atomic_write_json, atomic_write_text
@@ -56,6 +57,10 @@ class SearchConfig:
     retrain_no_bias_decay: bool = False   # no weight decay on biases and other 1-d parameters
     retrain_label_smoothing: float = 0.0  # eps: 1 - eps on the label, eps / (K - 1) elsewhere
     retrain_mixup_alpha: float = 0.0      # mixup, lam ~ Beta(alpha, alpha) per batch (images only)
+    # local error signals (Nokland & Eidnes 2019, agents/local_loss.py): macro, micro, mlp spaces
+    retrain_local_loss: str = "none"      # none | pred | sim | predsim | pred-bpf | predsim-bpf
+    retrain_local_beta: float = 0.99      # predsim weight of sim
+    retrain_local_proj: int = 128         # -bpf: size of the fixed random target projection
     log_arch_every: int = 0         # rewards between sampled-architecture TensorBoard texts (0 = per phase)
 
     def validate(self):
@@ -70,6 +75,22 @@ class SearchConfig:
             raise RewindError(f"search.retrain_label_smoothing must be in [0, 1), got {self.retrain_label_smoothing}")
         if self.retrain_mixup_alpha < 0:
             raise RewindError(f"search.retrain_mixup_alpha must be >= 0, got {self.retrain_mixup_alpha}")
+        kind = self.retrain_local_loss
+        if kind not in LOCAL_LOSSES:
+            raise RewindError(f"search.retrain_local_loss must be one of {', '.join(LOCAL_LOSSES)}, got {kind!r}")
+        if kind != "none" and self.retrain_mixup_alpha > 0:
+            raise RewindError("search.retrain_local_loss with retrain_mixup_alpha > 0 is not supported "
+                              "(mixed targets for local losses)")
+        if not kind.startswith("predsim") and self.retrain_local_beta != 0.99:
+            raise RewindError(f"search.retrain_local_beta={self.retrain_local_beta} applies only with "
+                              "retrain_local_loss predsim or predsim-bpf")
+        if not 0.0 <= self.retrain_local_beta <= 1.0:
+            raise RewindError(f"search.retrain_local_beta must be in [0, 1], got {self.retrain_local_beta}")
+        if not kind.endswith("-bpf") and self.retrain_local_proj != 128:
+            raise RewindError(f"search.retrain_local_proj={self.retrain_local_proj} applies only with a -bpf "
+                              "retrain_local_loss")
+        if self.retrain_local_proj < 1:
+            raise RewindError(f"search.retrain_local_proj must be >= 1, got {self.retrain_local_proj}")
 
 
 def retrain_lr(step: int, cfg: SearchConfig, steps: int) -> float:
@@ -139,6 +160,34 @@ def derive(env: NASEnv, agent, n: int, seed: int) -> dict:
     return {"arch": cands[best], "score": float(scores[best]), "scores": scores, "candidates": cands}
 
 
+def local_heads(model: nn.Module, x: torch.Tensor, n_classes: int, cfg: SearchConfig) -> LayerHeads:
+    """The local heads of a child for search.retrain_local_loss, sized by one probe forward."""
+    shapes = []
+
+    def record(k, h):
+        shapes.append(tuple(h.shape[1:]))
+        return h
+
+    model.eval()
+    with torch.no_grad():
+        model(x[:2], local=record)
+    model.train()
+    return LayerHeads(shapes, n_classes, cfg.retrain_local_loss, cfg.retrain_local_beta,
+                      cfg.retrain_local_proj).to(x.device)
+
+
+def local_step(heads: LayerHeads, y: torch.Tensor):
+    """forward's `local` hook: layer k's loss is backpropagated at once (its graph freed) and its
+    output goes on detached, so nothing reaches layer k-1. CNN children: the loss sees relu(h),
+    as the classifier head does (their layers end in BN; the next op starts with ReLU)."""
+    def local(k, h):
+        loss = heads.loss(k, F.relu(h) if h.dim() == 4 else h, y)
+        if loss.requires_grad:
+            loss.backward()
+        return h.detach()
+    return local
+
+
 def retrain(space: SearchSpace, arch, data, cfg: SearchConfig, seed: int, device="cpu", bptt: int = 35,
             progress: bool = False) -> dict:
     """Train the stand-alone network of `arch` from scratch; validation and test scores at the end."""
@@ -153,13 +202,24 @@ def retrain(space: SearchSpace, arch, data, cfg: SearchConfig, seed: int, device
     steps = cfg.retrain_epochs * len(batches)
     if text and cfg.retrain_mixup_alpha > 0:
         raise RewindError("search.retrain_mixup_alpha applies to image data only (token ids cannot be mixed)")
-    opt = torch.optim.SGD(decay_groups(model.named_parameters(), cfg.retrain_weight_decay, cfg.retrain_no_bias_decay),
-                          lr=cfg.retrain_lr, momentum=0.9, nesterov=True)
     soft = cfg.retrain_label_smoothing > 0 or cfg.retrain_mixup_alpha > 0
     if qvalues and soft:
         raise RewindError("search.retrain_label_smoothing and retrain_mixup_alpha apply to classification; "
                           "the Q-value task regresses the teacher's Q-values")
     n_classes = None if qvalues else len(data.vocab) if text else data.n_classes
+    heads = None
+    if cfg.retrain_local_loss != "none":
+        if not getattr(model, "takes_local_loss", False) or qvalues or text:
+            raise RewindError(f"search.retrain_local_loss applies to image classifiers of the macro, micro and mlp "
+                              f"spaces; the {space.name} space on this data has no per-layer class targets")
+        heads = local_heads(model, batches.next()[0], n_classes, cfg)
+        batches = Batches(data, "train", cfg.retrain_batch, bptt, seed, device)   # the probe took a batch
+    named = list(model.named_parameters())
+    if heads is not None:
+        named += [("local." + n, p) for n, p in heads.named_parameters()]
+    params = [p for _, p in named]
+    opt = torch.optim.SGD(decay_groups(named, cfg.retrain_weight_decay, cfg.retrain_no_bias_decay),
+                          lr=cfg.retrain_lr, momentum=0.9, nesterov=True)
     rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     model.train()
@@ -170,6 +230,8 @@ def retrain(space: SearchSpace, arch, data, cfg: SearchConfig, seed: int, device
     for step in it:
         set_lr(opt, retrain_lr(step, cfg, steps))
         x, y = batches.next()
+        opt.zero_grad(set_to_none=True)
+        kw = {} if heads is None else {"local": local_step(heads, y.reshape(-1))}
         if qvalues:   # the Q-value task fits the teacher's Q-values, as the shared weights do
             loss = F.mse_loss(model(x), y)
         elif soft:   # the recipe's targets: smoothed one-hot (He et al. eq. 3), mixed with a shuffled batch
@@ -178,14 +240,13 @@ def retrain(space: SearchSpace, arch, data, cfg: SearchConfig, seed: int, device
             if cfg.retrain_mixup_alpha > 0:
                 perm = torch.randperm(len(x), generator=gen).to(x.device)
                 x, q = mixup(x, q, mixup_lambda(cfg.retrain_mixup_alpha, rng), perm)
-            out = model(x)
+            out = model(x, **kw)
             loss = soft_cross_entropy(out.reshape(-1, out.shape[-1]), q.reshape(-1, q.shape[-1])).mean()
         else:
-            out = model(x)
+            out = model(x, **kw)
             loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.retrain_grad_clip)
+        nn.utils.clip_grad_norm_(params, cfg.retrain_grad_clip)
         opt.step()
     valid = evaluate_split(model, data, "valid", bptt=bptt)
     test = evaluate_split(model, data, "test", bptt=bptt)
