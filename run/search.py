@@ -61,6 +61,8 @@ class SearchConfig:
     retrain_local_loss: str = "none"      # none | pred | sim | predsim | pred-bpf | predsim-bpf
     retrain_local_beta: float = 0.99      # predsim weight of sim
     retrain_local_proj: int = 128         # -bpf: size of the fixed random target projection
+    retrain_local_max_features: int = 2048  # conv pred heads: average-pool until C*H*W <= this (authors'
+                                            # --dim-in-decoder); 1 = global average pool, as the child's own head
     log_arch_every: int = 0         # rewards between sampled-architecture TensorBoard texts (0 = per phase)
 
     def validate(self):
@@ -91,6 +93,10 @@ class SearchConfig:
                               "retrain_local_loss")
         if self.retrain_local_proj < 1:
             raise RewindError(f"search.retrain_local_proj must be >= 1, got {self.retrain_local_proj}")
+        if self.retrain_local_max_features < 1:
+            raise RewindError(f"search.retrain_local_max_features must be >= 1, got {self.retrain_local_max_features}")
+        if kind == "none" and self.retrain_local_max_features != 2048:
+            raise RewindError("search.retrain_local_max_features applies only with a retrain_local_loss")
 
 
 def retrain_lr(step: int, cfg: SearchConfig, steps: int) -> float:
@@ -172,8 +178,11 @@ def local_heads(model: nn.Module, x: torch.Tensor, n_classes: int, cfg: SearchCo
     with torch.no_grad():
         model(x[:2], local=record)
     model.train()
+    if cfg.retrain_local_max_features != 2048 and not any(len(shape) == 3 for shape in shapes):
+        raise RewindError("search.retrain_local_max_features applies to conv children (macro, micro); "
+                          "this child has dense layers only")
     return LayerHeads(shapes, n_classes, cfg.retrain_local_loss, cfg.retrain_local_beta,
-                      cfg.retrain_local_proj).to(x.device)
+                      cfg.retrain_local_proj, cfg.retrain_local_max_features).to(x.device)
 
 
 def local_step(heads: LayerHeads, y: torch.Tensor):

@@ -396,14 +396,18 @@ def test_retrain_with_local_losses_learns_digits(tmp_path, kind):
 def test_retrain_local_loss_refusals(tmp_path):
     from rewind.controllers.search_spaces import make_space
     from rewind.envs.nas_data import load_ptb
-    from rewind.run.search import SearchConfig, retrain
+    from rewind.run.search import SearchConfig, local_heads, retrain
 
     for bad, match in [({"retrain_local_loss": "pred-sim"}, "retrain_local_loss must be one of"),
                        ({"retrain_local_loss": "pred", "retrain_mixup_alpha": 0.2}, "mixup"),
                        ({"retrain_local_loss": "pred", "retrain_local_beta": 0.5}, "retrain_local_beta"),
-                       ({"retrain_local_loss": "pred", "retrain_local_proj": 64}, "retrain_local_proj")]:
+                       ({"retrain_local_loss": "pred", "retrain_local_proj": 64}, "retrain_local_proj"),
+                       ({"retrain_local_max_features": 1}, "applies only with a retrain_local_loss")]:
         with pytest.raises(RewindError, match=match):
             SearchConfig(**bad).validate()
+    model, _ = _child("mlp")
+    with pytest.raises(RewindError, match="dense layers only"):
+        local_heads(model, torch.zeros(4, 64), 10, SearchConfig(retrain_local_loss="pred", retrain_local_max_features=1))
     ptb = tmp_path / "ptb"
     ptb.mkdir()
     for name in ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"):
@@ -412,3 +416,15 @@ def test_retrain_local_loss_refusals(tmp_path):
     with pytest.raises(RewindError, match="no per-layer class targets"):
         retrain(space, space.random(np.random.default_rng(0)), load_ptb(ptb),
                 SearchConfig(retrain_epochs=1, retrain_batch=2, retrain_local_loss="pred"), 0, bptt=4)
+
+
+def test_conv_pred_heads_pool_as_the_authors_dim_in_decoder():
+    """Halve H and W until C*H*W <= the limit (anokland/local-loss LocalLossBlockConv); 1 = GAP."""
+    from rewind.agents.local_loss import LayerHeads, pooled_size
+
+    assert pooled_size(16, 8, 8, 2048) == (8, 8)            # 1,024 features: kept
+    assert pooled_size(64, 32, 32, 2048) == (4, 4)          # 65,536 -> 16,384 -> 4,096 -> 1,024
+    assert pooled_size(128, 7, 7, 2048) == (4, 4)           # 6,272 -> 2,048 (ceil halving of 7)
+    assert pooled_size(16, 8, 8, 1) == (1, 1)
+    heads = LayerHeads([(16, 8, 8), (32,)], 10, "pred", max_features=1)
+    assert heads.pred[0].in_features == 16 and heads.pred[1].in_features == 32

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rewind.files import atomic_write_json, atomic_write_text
+
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results" / "kegnet"
 
 
@@ -87,7 +89,7 @@ def main(argv=None):
             r["real_data"] = accuracy(real, d)
             res[key] = r
             print(key, r, flush=True)
-            path.write_text(json.dumps(res, indent=1))
+            atomic_write_json(path, res)
     report(res, out, suffix, args.data)
 
 
@@ -113,7 +115,7 @@ def report(res: dict, out: Path, suffix: str = "", data: str = "digits") -> None
         rec = f"{(df - dec) / (t - dec):.2f}" if t - dec >= 0.01 else "n/a (decomposition lost < 1 point)"
         lines.append(f"| {ratio:g} | {rs[0]['params'][0]:,} -> {rs[0]['params'][1]:,} | {len(rs)} | "
                      + " | ".join(cells) + f" | {rec} |")
-    (out / f"table{suffix}.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out / f"table{suffix}.md", "\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(6, 4))
     for c in cols:
         ax.errorbar(ratios, [m for m, _ in plot[c]], yerr=[h for _, h in plot[c]], marker="o", capsize=3, label=c)
