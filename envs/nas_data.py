@@ -32,8 +32,16 @@ CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 PTB_FILES = ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt")
 
 
+@dataclasses.dataclass
 class _XYSplits:
     """train/valid/test as `<split>_x` / `<split>_y` tensors: shared by the image and Q-value data."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    valid_x: torch.Tensor
+    valid_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
 
     @property
     def in_shape(self) -> tuple[int, ...]:
@@ -47,12 +55,6 @@ class _XYSplits:
 class ImageData(_XYSplits):
     """Classification splits: x (N, C, H, W) or (N, D) float32, y (N,) int64."""
 
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    valid_x: torch.Tensor
-    valid_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
     n_classes: int
     name: str = ""
     kind = "image"
@@ -81,12 +83,6 @@ class QValueData(_XYSplits):
     """Distillation targets for Q-network search: x (N, C, H, W) float32 observations, y (N, A)
     standardised teacher Q-values; q_mean / q_std undo the standardisation."""
 
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    valid_x: torch.Tensor
-    valid_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
     env_id: str
     q_mean: float
     q_std: float
