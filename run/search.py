@@ -167,7 +167,7 @@ def derive(env: NASEnv, agent, n: int, seed: int) -> dict:
 
 
 def local_heads(model: nn.Module, x: torch.Tensor, n_classes: int, cfg: SearchConfig) -> LayerHeads:
-    """The local heads of a child for search.retrain_local_loss, sized by one probe forward."""
+    """The local heads of a child for search.retrain_local_loss, sized by one probe forward of x."""
     shapes = []
 
     def record(k, h):
@@ -176,7 +176,7 @@ def local_heads(model: nn.Module, x: torch.Tensor, n_classes: int, cfg: SearchCo
 
     model.eval()
     with torch.no_grad():
-        model(x[:2], local=record)
+        model(x, local=record)
     model.train()
     if cfg.retrain_local_max_features != 2048 and not any(len(shape) == 3 for shape in shapes):
         raise RewindError("search.retrain_local_max_features applies to conv children (macro, micro); "
@@ -221,8 +221,7 @@ def retrain(space: SearchSpace, arch, data, cfg: SearchConfig, seed: int, device
         if not getattr(model, "takes_local_loss", False) or qvalues or text:
             raise RewindError(f"search.retrain_local_loss applies to image classifiers of the macro, micro and mlp "
                               f"spaces; the {space.name} space on this data has no per-layer class targets")
-        heads = local_heads(model, batches.next()[0], n_classes, cfg)
-        batches = Batches(data, "train", cfg.retrain_batch, bptt, seed, device)   # the probe took a batch
+        heads = local_heads(model, data.train_x[:2].to(device), n_classes, cfg)
     named = list(model.named_parameters())
     if heads is not None:
         named += [("local." + n, p) for n, p in heads.named_parameters()]
