@@ -22,6 +22,12 @@ the suite entry passes raw keyword arguments last (they win).
 Resume: the model, its replay buffer (when run.save_buffer) and the harness state are saved
 every run.checkpoint_every steps; a resumed peer continues its step count, schedules and
 evaluation curve but restarts the current episode (SB3 cannot save an env mid-episode).
+They are saved as data, not with SB3's `save` / `save_replay_buffer` (which pickle): the policy
+and optimizer state dicts and SB3's counters in `sb3_checkpoint.pt`, the filled part of the
+replay arrays in `sb3_replay.pt`, both read with torch.load(weights_only=True), so a run
+folder from someone else is as safe to resume as a rewind checkpoint. A resumed peer is
+built from the run's config, as a new one is, and then takes the saved state. (A peer folder
+of an older rewind holds SB3's pickles, `sb3_model.zip`: it is not resumed, the run starts again.)
 """
 
 from __future__ import annotations
@@ -29,8 +35,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-import pickle
 import signal
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +46,12 @@ from rewind.errors import RewindError
 # suite agent name -> "module:Class" of the SB3-family peer it runs
 PEERS = {"sb3-dqn": "stable_baselines3:DQN", "sb3-qrdqn": "sb3_contrib:QRDQN"}
 EXTRAS = {"sb3_contrib": "sb3-contrib"}   # optional peer packages -> the rewind-rl extra that installs them
-MODEL_FILE = "sb3_model.zip"
-BUFFER_FILE = "sb3_replay.pkl"
+CHECKPOINT_FILE = "sb3_checkpoint.pt"
+BUFFER_FILE = "sb3_replay.pt"
 STATE_FILE = "sb3_state.json"
+CHECKPOINT_FORMAT, BUFFER_FORMAT = "rewind-sb3-peer", "rewind-sb3-peer-replay"
+COUNTERS = ("num_timesteps", "_n_calls", "_n_updates", "_episode_num")   # what SB3's learn() continues from
+BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
 
 def peer_class(agent: str):
@@ -54,7 +63,7 @@ def peer_class(agent: str):
 
 
 def has_checkpoint(logdir: Path) -> bool:
-    return (Path(logdir) / MODEL_FILE).exists() and (Path(logdir) / STATE_FILE).exists()
+    return (Path(logdir) / CHECKPOINT_FILE).exists() and (Path(logdir) / STATE_FILE).exists()
 
 
 def _optimizer(cfg) -> tuple[type, dict]:
@@ -141,7 +150,7 @@ def _body_class():
 
 
 class _LazyBody:
-    """Picklable stand-in resolved on first use, so importing this module does not import SB3."""
+    """Stand-in resolved on first use, so importing this module does not import SB3."""
 
     _cls = None
 
@@ -172,7 +181,7 @@ def run_peer(spec, exp, logdir: str | Path, resume: bool = False) -> dict:
     from stable_baselines3.common.vec_env import DummyVecEnv
     from torch.utils.tensorboard import SummaryWriter
 
-    from rewind.files import atomic_write, atomic_write_json, atomic_write_text
+    from rewind.files import atomic_write_json, atomic_write_text, save_data
     from rewind.run.experiment import frames_per_step
     from rewind.run.loop import eval_seed, evaluate, seed_everything
     from rewind.envs import make_env
@@ -190,13 +199,12 @@ def run_peer(spec, exp, logdir: str | Path, resume: bool = False) -> dict:
     venv = DummyVecEnv([lambda: env])  # no Monitor: rewind's RecordEpisodeStatistics gives info["episode"]
     fps = frames_per_step(exp)
     state = {"step": 0, "episodes": 0, "evals": []}
+    model = cls("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **kwargs)
     if resume:
         state = json.loads((logdir / STATE_FILE).read_text())
-        model = cls.load(logdir / MODEL_FILE, env=venv, device="cpu")
+        load_model_state(model, logdir / CHECKPOINT_FILE)
         if (logdir / BUFFER_FILE).exists():
-            model.load_replay_buffer(logdir / BUFFER_FILE)
-    else:
-        model = cls("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **kwargs)
+            load_buffer_state(model.replay_buffer, logdir / BUFFER_FILE)
     atomic_write_text(logdir / "config.yaml", json.dumps({**exp.meta(), "agent": spec.agent, "sb3": spec.sb3,
                                                           "notes": notes}, indent=1, default=str))
     writer = SummaryWriter(str(logdir))
@@ -204,9 +212,9 @@ def run_peer(spec, exp, logdir: str | Path, resume: bool = False) -> dict:
 
     def checkpoint(step):
         state["step"] = step
-        atomic_write(logdir / MODEL_FILE, lambda tmp: model.save(tmp) or _move_zip(tmp))
+        save_data(logdir / CHECKPOINT_FILE, model_state(model))
         if run.save_buffer:
-            atomic_write(logdir / BUFFER_FILE, lambda tmp: _dump(model.replay_buffer, tmp))
+            save_data(logdir / BUFFER_FILE, buffer_state(model.replay_buffer))
         atomic_write_json(logdir / STATE_FILE, state)
 
     def do_eval(step):
@@ -265,14 +273,56 @@ def run_peer(spec, exp, logdir: str | Path, resume: bool = False) -> dict:
     return summary
 
 
-def _move_zip(tmp: str) -> None:
-    """SB3's save() appends .zip to a path without it; put the file where atomic_write expects it."""
-    import os
+def model_state(model) -> dict:
+    """What a resumed SB3 DQN-family model needs, as data: weights, optimizer state, counters."""
+    return {"format": CHECKPOINT_FORMAT, "policy": model.policy.state_dict(),
+            "optimizer": model.policy.optimizer.state_dict(),
+            "counters": {k: int(getattr(model, k)) for k in COUNTERS},
+            "exploration_rate": float(model.exploration_rate),
+            "episodes": [{k: float(v) for k, v in e.items()} for e in (model.ep_info_buffer or [])]}
 
-    if os.path.exists(tmp + ".zip"):
-        os.replace(tmp + ".zip", tmp)
+
+def load_model_state(model, path: Path) -> None:
+    """Put a state written by model_state into `model` (built from the same config); one line if it does not fit."""
+    from rewind.files import load_data
+
+    state = load_data(path, "SB3 peer checkpoint", mmap=False)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise RewindError(f"{path} is not an SB3 peer checkpoint written by rewind bench; delete the run folder "
+                          "to start the run again")
+    try:
+        model.policy.load_state_dict(state["policy"])
+        model.policy.optimizer.load_state_dict(state["optimizer"])
+        for key in COUNTERS:
+            setattr(model, key, int(state["counters"][key]))
+        model.exploration_rate = float(state["exploration_rate"])
+        model.ep_info_buffer = deque(state["episodes"], maxlen=model._stats_window_size)
+        model.ep_success_buffer = deque(maxlen=model._stats_window_size)   # learn() makes neither once one is set
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise RewindError(f"{path} does not fit this run's SB3 model ({str(exc).splitlines()[0][:100]}); "
+                          "delete the run folder to start the run again") from None
 
 
-def _dump(obj, path: str) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+def buffer_state(buffer) -> dict:
+    """The filled part of an SB3 ReplayBuffer's arrays, plus its write position."""
+    n = buffer.buffer_size if buffer.full else buffer.pos
+    arrays = {k: getattr(buffer, k)[:n] for k in BUFFER_ARRAYS if getattr(buffer, k, None) is not None}
+    return {"format": BUFFER_FORMAT, "pos": int(buffer.pos), "full": bool(buffer.full), "arrays": arrays}
+
+
+def load_buffer_state(buffer, path: Path) -> None:
+    """Fill `buffer` from a file written by buffer_state; one line if its arrays do not fit this buffer."""
+    from rewind.files import load_data
+
+    state = load_data(path, "SB3 peer replay", mmap=False)
+    if not isinstance(state, dict) or state.get("format") != BUFFER_FORMAT:
+        raise RewindError(f"{path} is not an SB3 peer replay written by rewind bench; delete it to resume "
+                          "with an empty replay")
+    for key, saved in state["arrays"].items():
+        target = getattr(buffer, key, None)
+        if key not in BUFFER_ARRAYS or target is None or saved.shape[1:] != target.shape[1:] \
+                or len(saved) > len(target) or saved.dtype != target.dtype:
+            raise RewindError(f"{path}: replay array {key!r} {saved.dtype}{list(saved.shape)} does not fit this "
+                              "run's replay; delete it to resume with an empty replay")
+        target[:len(saved)] = saved
+    buffer.pos, buffer.full = int(state["pos"]), bool(state["full"])

@@ -4,7 +4,7 @@ Layout of a results folder:
 
     <out>/suite.json                  the suite as run, its fingerprint (one suite per folder)
     <out>/runs/<label>/<env>/s<seed>/ one run: run.json, status.json, evaluations.json,
-                                      summary.json, checkpoint (checkpoint.pt or sb3_model.zip),
+                                      summary.json, checkpoint (checkpoint.pt or sb3_checkpoint.pt),
                                       TensorBoard events, error.log when it failed
 
 Durability: a run is *done* when status.json says so (written last, atomically, after

@@ -10,7 +10,8 @@ result files committed to git alone.
 
 Staleness: a result names the commit it ran at and the rewind source files its process had
 loaded (`code_files`); `stale_files(result)` lists the learning code among them (not the harness,
-the CLI or the studies, which do not change what a run computes) that changed between that commit
+the CLI or the studies, which do not change what a run computes; but an SB3 peer's run counts
+bench/peers.py, which translates its settings) that changed between that commit
 and HEAD, and the report marks such results "stale" instead of silently mixing code versions.
 A Python file whose code is equal once parsed (only comments, docstrings or layout changed) does
 not count. Stale means "the code changed", not "the number changed": rerun to find out. Results
@@ -32,6 +33,7 @@ from rewind.files import atomic_write_json
 
 # The code a learning run depends on: a change under any of these can change its numbers.
 CODE_PATHS = ("agents", "buffers", "envs", "run", "controllers", "transfer", "config.py", "files.py", "configs")
+PEER_CODE = ("bench/peers.py",)   # and, for an SB3 peer's run, the translation of rewind's settings to SB3's
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -137,8 +139,11 @@ def stale_files(result: dict, paths: tuple[str, ...] | None = None) -> list[str]
     commit = result.get("commit")
     if not commit:
         return None
+    from rewind.bench.peers import PEERS
+
+    peer = (result.get("config") or {}).get("agent") in PEERS
     loaded = paths or result.get("code_files")
-    paths = tuple(p for p in loaded if _is_learning_code(p)) if loaded else CODE_PATHS
+    paths = tuple(p for p in loaded if _is_learning_code(p, peer)) if loaded else CODE_PATHS + PEER_CODE * peer
     if not paths:
         return []
     changed = _git("diff", "--name-only", commit, "HEAD", "--", *paths)
@@ -147,8 +152,8 @@ def stale_files(result: dict, paths: tuple[str, ...] | None = None) -> list[str]
     return [f for f in changed.splitlines() if f and not _same_code(commit, f)]
 
 
-def _is_learning_code(path: str) -> bool:
-    return any(path == p or path.startswith(p + "/") for p in CODE_PATHS)
+def _is_learning_code(path: str, peer: bool = False) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in CODE_PATHS + PEER_CODE * peer)
 
 
 def _same_code(commit: str, path: str) -> bool:

@@ -12,11 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from rewind.cli import bench as cli
 from rewind.bench.suite import build_suite, load_suite
+from rewind.errors import RewindError
+from rewind.files import load_data, save_data
 
 EVAL_KEYS = {"step", "frames", "episodes", "return_mean", "return_std", "returns"}
 CI = re.compile(r"-?\d+\.\d{3} \[-?\d+\.\d{3}, -?\d+\.\d{3}\]")
@@ -232,6 +235,79 @@ def test_peer_gets_rewinds_settings_in_sb3_units():
     ours = build_q_network(exp.agent_config.network, env.observation_space, env.action_space.n)
     assert sum(p.numel() for p in model.q_net.parameters()) == sum(p.numel() for p in ours.parameters())
     assert isinstance(model.policy.optimizer, torch.optim.RMSprop)          # the preset's optimizer
+
+
+def _peer_run(tmp_path, steps: int):
+    from rewind.bench.suite import resolve_run
+
+    raw = {"name": "peer", "agents": {"p": "sb3-dqn"}, "envs": ["CartPole-v1"], "seeds": [0],
+           "config": {"agent": {"learning_starts": 100, "hidden": [16]},
+                      "run": {"steps": steps, "eval_every": 200, "eval_episodes": 2, "checkpoint_every": 200}}}
+    spec = build_suite(raw).runs[0]
+    return spec, resolve_run(spec), tmp_path / "run"
+
+
+def test_peer_checkpoint_is_data_and_restores_the_model_and_replay(tmp_path):
+    """The SB3 peer's checkpoint loads with weights_only and gives back weights, optimizer, counters, replay."""
+    import torch
+    from stable_baselines3 import DQN
+
+    from rewind.bench import peers
+
+    spec, exp, logdir = _peer_run(tmp_path, 400)
+    summary = peers.run_peer(spec, exp, logdir)
+    assert summary["steps"] == 400
+    saved = torch.load(logdir / peers.CHECKPOINT_FILE, weights_only=True)     # plain data: no pickle globals
+    kwargs, _ = peers._final_kwargs(spec, exp, DQN)
+
+    def fresh(seed):
+        from rewind.envs import make_env
+        return DQN("MlpPolicy", make_env("CartPole-v1"), seed=seed, device="cpu", **kwargs)
+
+    model = fresh(1)
+    weights = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    assert any(not torch.equal(weights[k], v) for k, v in saved["policy"].items())   # the check below can fail
+    peers.load_model_state(model, logdir / peers.CHECKPOINT_FILE)
+    for key, value in saved["policy"].items():
+        assert torch.equal(model.policy.state_dict()[key], value), key
+    assert {k: getattr(model, k) for k in peers.COUNTERS} == saved["counters"]
+    assert model.num_timesteps == 400 and model._n_updates > 0
+    assert model.exploration_rate == saved["exploration_rate"] < 1.0
+    adam = model.policy.optimizer.state_dict()["state"]
+    assert adam and all(int(s["step"]) == model._n_updates for s in adam.values())
+    peers.load_buffer_state(model.replay_buffer, logdir / peers.BUFFER_FILE)
+    # SB3 calls the callback before it stores the step's transition: the last one is not in the replay yet
+    assert model.replay_buffer.pos == 399 and not model.replay_buffer.full
+    assert len(load_data(logdir / peers.BUFFER_FILE)["arrays"]["observations"]) == 399   # the filled part only
+    obs = model.replay_buffer.observations[:399, 0]
+    assert np.count_nonzero(obs) > 0.9 * obs.size                     # real CartPole states, not zeros
+    # a replay from another env does not fit: one line, the buffer untouched
+    other = fresh(2)
+    before = other.replay_buffer.observations.copy()
+    bad = peers.buffer_state(model.replay_buffer)
+    bad["arrays"]["observations"] = np.zeros((10, 1, 7), np.float32)
+    save_data(tmp_path / "bad.pt", bad)
+    with pytest.raises(RewindError, match="does not fit"):
+        peers.load_buffer_state(other.replay_buffer, tmp_path / "bad.pt")
+    assert np.array_equal(other.replay_buffer.observations, before)
+
+
+def test_peer_resumes_from_its_checkpoint_and_refuses_a_pickle(tmp_path):
+    import pickle
+
+    from rewind.bench import peers
+
+    spec, exp, logdir = _peer_run(tmp_path, 400)
+    peers.run_peer(spec, exp, logdir)
+    spec, exp, _ = _peer_run(tmp_path, 800)                 # the same run, a longer budget: it continues
+    summary = peers.run_peer(spec, exp, logdir, resume=True)
+    assert summary["steps"] == 800
+    evals = check_finished_run(logdir, 800, 2)
+    assert [e["step"] for e in evals] == [200, 400, 600, 800]        # the curve before the stop is kept
+    # a checkpoint that needs unpickling is refused with one line, and nothing in it runs
+    (logdir / peers.CHECKPOINT_FILE).write_bytes(pickle.dumps(Path("x")))
+    with pytest.raises(RewindError, match="needs unpickling"):
+        peers.run_peer(spec, exp, logdir, resume=True)
 
 
 def test_qrdqn_peer_when_installed(tmp_path):

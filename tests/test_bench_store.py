@@ -87,6 +87,11 @@ def test_only_learning_code_whose_parsed_code_changed_makes_a_result_stale():
     root = store._git("rev-list", "--max-parents=0", "HEAD")
     if root and store.stale_files({"commit": root.split()[0]}) is not None:   # the harness never counts
         assert store.stale_files({"commit": root.split()[0], "code_files": ["bench/report.py"]}) == []
+        # except the SB3 translation, for a peer's run: its settings come from there
+        first = store._git("log", "--format=%H", "--diff-filter=A", "--", "bench/peers.py").split()[-1]
+        loaded = {"commit": first, "code_files": ["bench/peers.py"]}
+        assert store.stale_files({**loaded, "config": {"agent": "sb3-dqn"}}) == ["bench/peers.py"]
+        assert store.stale_files({**loaded, "config": {"agent": "dqn"}}) == []
 
 
 def test_report_puts_published_atari100k_scores_beside_ours(tmp_path):
