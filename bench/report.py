@@ -130,7 +130,7 @@ def build_report(out: str | Path, reps: int = 2000, seed: int = 0, plots: bool =
     metric = (suite.report or {}).get("metric", "return")
     rel = relative_length_table(suite, curves, float(suite.report["threshold"]), suite.report.get("baseline")) \
         if metric == "relative_length" else None
-    published = _published(suite, per_game, labels)
+    published = _published(suite, per_game, labels, refs)
     result = {
         "published": published,
         "suite": suite.name, "description": suite.description, "runs": len(suite.runs),
@@ -214,16 +214,17 @@ def relative_length_table(suite, curves: dict, threshold: float, baseline: str |
     return table
 
 
-def _published(suite, per_game: dict, labels: list[str]) -> dict | None:
-    """rewind's per-game means beside a published table for the same protocol, and the published
-    methods' median human-normalised score over the same games (so the comparison is like for like)."""
+def _published(suite, per_game: dict, labels: list[str], refs: dict) -> dict | None:
+    """rewind's per-game means beside a published table for the same games, and the published
+    methods' median normalised score over those games, normalised as the report normalises ours
+    (Atari: human; MinAtar: the suite's random and reference), so the comparison is like for like."""
     name = (suite.report or {}).get("published")
     if not name:
         return None
-    from rewind.bench.scores import atari_game, atari_table, published_scores
+    from rewind.bench.scores import published_game, published_scores
 
-    table, human = published_scores(name), atari_table()
-    games = {e: atari_game(e) for e in suite.envs}
+    table = published_scores(name)
+    games = {e: published_game(e) for e in suite.envs}
     rows = []
     for env, game in games.items():
         if game is None:
@@ -233,10 +234,9 @@ def _published(suite, per_game: dict, labels: list[str]) -> dict | None:
                      **{m: scores.get(game) for m, scores in table.items()}})
     medians = {}
     for m, scores in table.items():
-        hns = [(scores[g] - human[g]["random"]) / (human[g]["human"] - human[g]["random"])
-               for g in games.values() if g in scores]
-        medians[m] = float(np.median(hns)) if hns else None
-    return {"table": name, "rows": rows, "median_hns_same_games": medians}
+        normed = [float(normalize(scores[g], *refs[e][:2])) for e, g in games.items() if g in scores and refs[e]]
+        medians[m] = float(np.median(normed)) if normed else None
+    return {"table": name, "rows": rows, "median_normalized_same_games": medians}
 
 
 def _markdown(r: dict, suite, labels, agg_labels, norm_envs, pngs) -> str:
@@ -286,12 +286,12 @@ def _markdown(r: dict, suite, labels, agg_labels, norm_envs, pngs) -> str:
         pub = r["published"]
         cols = [c for c in pub["rows"][0] if c != "env"] if pub["rows"] else []
         lines += [f"## Beside published results ({pub['table']})", "",
-                  "Mean final score per game; published columns and their sources: "
-                  f"`bench/data/{pub['table']}_published.md`.", "",
+                  "Mean final score per game: rewind's at this suite's budget, the published columns at "
+                  f"theirs, measured as their sources say (`bench/data/{pub['table']}_published.md`).", "",
                   "| game | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
         lines += ["| " + row["env"] + " | " + " | ".join(_fmt(row[c], 1) for c in cols) + " |" for row in pub["rows"]]
-        lines += ["", "Published median human-normalised score over these games: " + ", ".join(
-            f"{m} {_fmt(v)}" for m, v in pub["median_hns_same_games"].items()), ""]
+        lines += ["", f"Published median {score_name} score over these games: " + ", ".join(
+            f"{m} {_fmt(v)}" for m, v in pub["median_normalized_same_games"].items()), ""]
     if r.get("stale"):
         lines += [f"**Stale:** {len(r['stale'])} result(s) ran at a commit whose learning code has changed since "
                   "(git diff over agents/, buffers/, envs/, run/, configs/); rerun them to confirm:", ""]

@@ -92,7 +92,15 @@ def validate_suite_scores(scores) -> dict:
     return out
 
 
-PUBLISHED = {"atari100k": Path(__file__).resolve().parent / "data" / "atari100k_published.csv"}
+PUBLISHED = {name: Path(__file__).resolve().parent / "data" / f"{name}_published.csv" for name in ("atari100k", "minatar")}
+
+
+def published_game(env: str) -> str | None:
+    """The game key of the published tables for an env: MinAtar games without their prefix
+    ('minatar-breakout' -> 'breakout'), Atari games by their short name, else None."""
+    if env.lower().startswith("minatar-"):
+        return env[len("minatar-"):].lower()
+    return atari_game(env)
 
 
 def published_scores(name: str) -> dict[str, dict[str, float]]:

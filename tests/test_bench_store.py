@@ -115,5 +115,30 @@ def test_report_puts_published_atari100k_scores_beside_ours(tmp_path):
     h = atari_table()
     hns = [(v - h[g]["random"]) / (h[g]["human"] - h[g]["random"]) for g, v in (("krull", 4402.1),
                                                                                  ("road_runner", 11211.4))]
-    assert report["published"]["median_hns_same_games"]["DrQ_eps"] == pytest.approx(sum(hns) / 2)
+    assert report["published"]["median_normalized_same_games"]["DrQ_eps"] == pytest.approx(sum(hns) / 2)
     assert "Beside published results" in (out / "report.md").read_text()
+
+
+def test_report_puts_published_minatar_dqn_beside_ours_normalised_as_ours(tmp_path):
+    from rewind.bench.runner import prepare_out
+    from rewind.bench.scores import published_scores
+    from rewind.bench.suite import build_suite
+
+    scores = {"minatar-breakout": {"random": 0.4, "reference": 30.0}, "minatar-freeway": {"random": 0.4, "reference": 60.0}}
+    raw = {"name": "pub", "agents": {"dqn": "dqn"}, "envs": list(scores), "seeds": [0],
+           "config": {"run": {"steps": 100}}, "scores": scores, "report": {"published": "minatar"}}
+    suite = build_suite(raw, validate=False)
+    out = tmp_path / "out"
+    prepare_out(out, suite)
+    for spec in suite.runs:
+        curve = [{"step": 100, "frames": 100, "return_mean": 5.0, "return_std": 0.0}]
+        store.write_result(out, spec.run_id, {}, curve, {"steps": 100}, 1.0, 1.0, {"commit": None, "dirty": None})
+    report = build_report(out, reps=100, plots=False)
+    table = published_scores("minatar")["DQN_5M_Xu"]
+    rows = {r["env"]: r for r in report["published"]["rows"]}
+    assert rows["minatar-breakout"]["DQN_5M_Xu"] == table["breakout"] == 27.76
+    assert rows["minatar-freeway"]["rewind dqn"] == 5.0
+    # normalised with the suite's random/reference, as our own scores are (not a human table)
+    expected = [(table["breakout"] - 0.4) / 29.6, (table["freeway"] - 0.4) / 59.6]
+    assert report["published"]["median_normalized_same_games"]["DQN_5M_Xu"] == pytest.approx(sum(expected) / 2)
+    assert "Published median normalized score" in (out / "report.md").read_text()
