@@ -324,5 +324,6 @@ def load_buffer_state(buffer, path: Path) -> None:
                 or len(saved) > len(target) or saved.dtype != target.dtype:
             raise RewindError(f"{path}: replay array {key!r} {saved.dtype}{list(saved.shape)} does not fit this "
                               "run's replay; delete it to resume with an empty replay")
-        target[:len(saved)] = saved
+    for key, saved in state["arrays"].items():   # all checked first: a file that does not fit changes nothing
+        getattr(buffer, key)[:len(saved)] = saved
     buffer.pos, buffer.full = int(state["pos"]), bool(state["full"])

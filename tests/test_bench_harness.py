@@ -281,11 +281,11 @@ def test_peer_checkpoint_is_data_and_restores_the_model_and_replay(tmp_path):
     assert len(load_data(logdir / peers.BUFFER_FILE)["arrays"]["observations"]) == 399   # the filled part only
     obs = model.replay_buffer.observations[:399, 0]
     assert np.count_nonzero(obs) > 0.9 * obs.size                     # real CartPole states, not zeros
-    # a replay from another env does not fit: one line, the buffer untouched
+    # a replay whose arrays do not fit: one line, the buffer untouched
     other = fresh(2)
     before = other.replay_buffer.observations.copy()
     bad = peers.buffer_state(model.replay_buffer)
-    bad["arrays"]["observations"] = np.zeros((10, 1, 7), np.float32)
+    bad["arrays"]["timeouts"] = np.zeros((10, 7), np.float32)     # the last array: the others must not be written
     save_data(tmp_path / "bad.pt", bad)
     with pytest.raises(RewindError, match="does not fit"):
         peers.load_buffer_state(other.replay_buffer, tmp_path / "bad.pt")
