@@ -273,6 +273,16 @@ def run_peer(spec, exp, logdir: str | Path, resume: bool = False) -> dict:
     return summary
 
 
+def _read_state(path: Path, what: str, fmt: str, fix: str) -> dict:
+    """A file written by save_data with the given format tag (weights_only: nothing in it runs); else one line."""
+    from rewind.files import load_data
+
+    state = load_data(path, what, mmap=False)
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise RewindError(f"{path} is not an {what} written by rewind bench; {fix}")
+    return state
+
+
 def model_state(model) -> dict:
     """What a resumed SB3 DQN-family model needs, as data: weights, optimizer state, counters."""
     return {"format": CHECKPOINT_FORMAT, "policy": model.policy.state_dict(),
@@ -284,12 +294,7 @@ def model_state(model) -> dict:
 
 def load_model_state(model, path: Path) -> None:
     """Put a state written by model_state into `model` (built from the same config); one line if it does not fit."""
-    from rewind.files import load_data
-
-    state = load_data(path, "SB3 peer checkpoint", mmap=False)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise RewindError(f"{path} is not an SB3 peer checkpoint written by rewind bench; delete the run folder "
-                          "to start the run again")
+    state = _read_state(path, "SB3 peer checkpoint", CHECKPOINT_FORMAT, "delete the run folder to start the run again")
     try:
         model.policy.load_state_dict(state["policy"])
         model.policy.optimizer.load_state_dict(state["optimizer"])
@@ -312,12 +317,7 @@ def buffer_state(buffer) -> dict:
 
 def load_buffer_state(buffer, path: Path) -> None:
     """Fill `buffer` from a file written by buffer_state; one line if its arrays do not fit this buffer."""
-    from rewind.files import load_data
-
-    state = load_data(path, "SB3 peer replay", mmap=False)
-    if not isinstance(state, dict) or state.get("format") != BUFFER_FORMAT:
-        raise RewindError(f"{path} is not an SB3 peer replay written by rewind bench; delete it to resume "
-                          "with an empty replay")
+    state = _read_state(path, "SB3 peer replay", BUFFER_FORMAT, "delete it to resume with an empty replay")
     for key, saved in state["arrays"].items():
         target = getattr(buffer, key, None)
         if key not in BUFFER_ARRAYS or target is None or saved.shape[1:] != target.shape[1:] \

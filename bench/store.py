@@ -143,7 +143,7 @@ def stale_files(result: dict, paths: tuple[str, ...] | None = None) -> list[str]
 
     peer = (result.get("config") or {}).get("agent") in PEERS
     loaded = paths or result.get("code_files")
-    paths = tuple(p for p in loaded if _is_learning_code(p, peer)) if loaded else CODE_PATHS + PEER_CODE * peer
+    paths = tuple(p for p in loaded if _is_learning_code(p, peer)) if loaded else _learning_paths(peer)
     if not paths:
         return []
     changed = _git("diff", "--name-only", commit, "HEAD", "--", *paths)
@@ -152,8 +152,12 @@ def stale_files(result: dict, paths: tuple[str, ...] | None = None) -> list[str]
     return [f for f in changed.splitlines() if f and not _same_code(commit, f)]
 
 
+def _learning_paths(peer: bool) -> tuple[str, ...]:
+    return CODE_PATHS + PEER_CODE if peer else CODE_PATHS
+
+
 def _is_learning_code(path: str, peer: bool = False) -> bool:
-    return any(path == p or path.startswith(p + "/") for p in CODE_PATHS + PEER_CODE * peer)
+    return any(path == p or path.startswith(p + "/") for p in _learning_paths(peer))
 
 
 def _same_code(commit: str, path: str) -> bool:
