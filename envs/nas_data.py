@@ -175,10 +175,24 @@ def load_shapes_data(kind: str = "geom", n_train: int | None = None) -> ImageDat
     return ImageData(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2], len(shapes.CLASSES), f"shapes-{kind}")
 
 
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """CIFAR batches are pickles; allow only what a dict of numpy arrays needs, so a crafted file
+    cannot name (and so call) any other function."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype"),
+                ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing {module}.{name}")
+        return super().find_class(module, name)
+
+
 def _read_cifar_batch(path: Path):
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+            d = _ArrayOnlyUnpickler(f, encoding="bytes").load()
         data = np.asarray(d[b"data"], dtype=np.uint8)
         labels = np.asarray(d[b"labels"], dtype=np.int64)
     except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:

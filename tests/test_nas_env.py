@@ -2,6 +2,7 @@
 
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -229,3 +230,23 @@ def test_kendall_tau_ci_brackets_the_estimate_and_detects_rankings():
     assert none["ci_low"] < 0 < none["ci_high"]
     with pytest.raises(RewindError, match="equal-length"):
         kendall_tau_ci([1, 2, 3], [1, 2])
+
+
+class _CallsOnLoad:
+    """A pickle payload that calls a function when loaded (here: a harmless marker write)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "ran"))
+
+
+def test_cifar_loader_refuses_a_pickle_that_would_call_code(tmp_path):
+    d = tmp_path / "cifar"
+    _write_cifar(d, n_per_batch=4, batches=1)
+    marker = tmp_path / "marker"
+    (d / "data_batch_1").write_bytes(pickle.dumps({b"data": _CallsOnLoad(marker), b"labels": [0]}))
+    with pytest.raises(RewindError, match="not a CIFAR-10 python batch"):
+        load_cifar10(d)
+    assert not marker.exists()
